@@ -1,0 +1,3 @@
+"""pilot-tui: move threat detections between machines over the Pilot Protocol network."""
+
+__version__ = "0.1.0"

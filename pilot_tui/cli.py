@@ -1,0 +1,223 @@
+"""Command line: parse arguments, pick a mode, hand over to it. ``main()`` returns the exit status.
+
+This module imports nothing heavy at module level (no Textual, no Rich, no SQLite work) so ``pilot-tui --help``
+starts fast; each mode imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+HOSTNAME_OR_ADDR = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?|\d+:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})$"
+)
+
+DESCRIPTION = """\
+Move threat detections between machines over the Pilot Protocol peer-to-peer network.
+
+  oracle        on a server: tail security logs, detect attacks, push threat events to an orchestrator
+  orchestrator  on the analyst's machine: receive, validate and dedup events; live threat feed; mitigate
+  executor      on an isolated node: apply firewall blocks the orchestrator asks for over Pilot
+  demo          a live show on this machine with no Pilot install (emulated network + attack-log generator)
+  scan          offline: what the rules would detect in log files (like fail2ban-regex)
+  doctor        check pilotctl, the daemon, trust with a peer and the state dir
+  export        write stored events as NDJSON, CSV or ECS for log shippers
+"""
+
+EPILOG = """\
+examples:
+  pilot-tui demo
+  pilot-tui oracle --peer local-threat-orchestrator --log /var/log/auth.log
+  pilot-tui orchestrator --exec-node aws-exec-node
+  pilot-tui scan /var/log/auth.log
+"""
+
+
+def hostname_or_address(value: str) -> str:
+    """argparse type for a Pilot peer: a hostname (lowercase, digits, hyphens) or an address (0:0000.0000.0002)."""
+    if not HOSTNAME_OR_ADDR.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a Pilot hostname (lowercase letters, digits, hyphens, 1-63 chars) or address "
+            "(like 0:0000.0000.0002)"
+        )
+    return value
+
+
+def port_number(value: str) -> int:
+    """argparse type for a port in 1–65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {value!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 1-65535")
+    return port
+
+
+def ip_or_cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IP address or CIDR") from None
+
+
+def duration(value: str) -> float:
+    """``30s``, ``15m``, ``2h``, ``7d`` or plain seconds → seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 30s, 15m, 2h or 7d")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``pilot-tui oracle: error: … (see --help)``, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser, *, ui: bool = True) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config with the same settings as the flags (flags win)")
+    p.add_argument("--state-dir", metavar="DIR", help="where the SQLite state lives (default: the platform state dir)")
+    p.add_argument("--pilotctl", metavar="PATH", help="pilotctl binary (default: $PILOTCTL, then pilotctl on PATH)")
+    if ui:
+        p.add_argument("--headless", action="store_true", default=None,
+                       help="no UI: write one JSON object per line to stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="pilot-tui", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"pilot-tui {__version__}")
+    sub = parser.add_subparsers(dest="mode", metavar="MODE", parser_class=Parser)
+
+    p = sub.add_parser("oracle", help="tail logs, detect attacks, push events to an orchestrator",
+                       description="Tail security logs, detect attacks and push each threat event peer to peer to "
+                       "an orchestrator. Events wait in a durable outbox until the orchestrator acknowledges them.")
+    p.add_argument("--peer", type=hostname_or_address, metavar="HOST", help="orchestrator hostname or Pilot address")
+    p.add_argument("--port", type=port_number, metavar="PORT", help="orchestrator's Pilot port (default 1000)")
+    p.add_argument("--transport", choices=("stream", "message"),
+                   help="stream: pilotctl connect (default; the orchestrator replies with stored ids); "
+                   "message: send-message to the orchestrator's inbox (acknowledged by its daemon)")
+    p.add_argument("--log", action="append", metavar="PATH", help="log file or glob to tail (repeatable)")
+    p.add_argument("--from-start", action="store_true", default=None,
+                   help="on first run read existing files from the start (default: only new lines)")
+    p.add_argument("--journal", nargs="*", metavar="UNIT", help="follow the systemd journal (optionally only UNITs)")
+    p.add_argument("--rules", metavar="FILE", help="TOML file with extra detection rules")
+    p.add_argument("--allow", action="append", type=ip_or_cidr, metavar="CIDR", dest="allowlist",
+                   help="never report this IP/CIDR (repeatable)")
+    p.add_argument("--sensor", metavar="NAME", help="this oracle's sensor name in events (default: hostname)")
+    _common(p)
+
+    p = sub.add_parser("orchestrator", help="receive events, show the live threat feed, mitigate",
+                       description="Listen on Pilot port 1000 and on the daemon inbox; validate, dedup and store "
+                       "every event; show the live threat feed; ask an executor node to block attackers.")
+    p.add_argument("--port", type=port_number, metavar="PORT", help="Pilot port to listen on (default 1000)")
+    p.add_argument("--exec-node", type=hostname_or_address, metavar="HOST",
+                   help="executor node that applies blocks (mitigation is off without it)")
+    p.add_argument("--on-event", metavar="CMD",
+                   help="start CMD once and write each accepted event to its stdin as NDJSON; JSON lines it "
+                   "writes back ({id, action: mitigate|ack|ignore, note}) are applied")
+    p.add_argument("--stream-backend", choices=("auto", "sdk", "sim", "recv"),
+                   help="port receiver: auto (default), the pilotprotocol SDK, pilot-sim, or a pilotctl recv loop")
+    _common(p)
+
+    p = sub.add_parser("executor", help="apply firewall blocks requested over Pilot",
+                       description="Read mitigation requests from this node's Pilot inbox, validate them, apply "
+                       "them with a firewall backend (dry-run by default) and reply with the outcome.")
+    p.add_argument("--backend", choices=("dry-run", "nft", "iptables", "ufw"),
+                   help="how to block (default dry-run: record what would be done, change nothing)")
+    p.add_argument("--obey", action="append", type=hostname_or_address, metavar="HOST",
+                   help="orchestrator allowed to send requests (repeatable; none = refuse all)")
+    p.add_argument("--allow", action="append", type=ip_or_cidr, metavar="CIDR", dest="allowlist",
+                   help="never block this IP/CIDR (repeatable)")
+    _common(p)
+
+    sub.add_parser("demo", help="live demo with an emulated network (no Pilot install needed)",
+                   description="Start three emulated Pilot nodes (oracle, orchestrator, executor) in a temporary "
+                   "directory, generate a scripted attack story into log files, and show the threat feed with the "
+                   "oracle's send view one key away. Everything started is stopped on exit.")
+
+    p = sub.add_parser("scan", help="offline: what would be detected in log files",
+                       description="Run the detection rules over log files (plain or .gz) and summarise what would "
+                       "fire, like fail2ban-regex.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--rules", metavar="FILE", help="TOML file with extra detection rules")
+    p.add_argument("--allow", action="append", type=ip_or_cidr, default=[], metavar="CIDR", help="allowlist")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    p = sub.add_parser("doctor", help="check pilotctl, the daemon, trust and the state dir",
+                       description="Find pilotctl, check the daemon, trust with --peer and the state dir. Each "
+                       "problem is one line with pilotctl's hint; exit status 1 if any.")
+    p.add_argument("--peer", type=hostname_or_address, metavar="HOST", help="check trust with this peer")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--state-dir", metavar="DIR")
+    p.add_argument("--pilotctl", metavar="PATH")
+
+    p = sub.add_parser("export", help="write stored events as NDJSON, CSV or ECS",
+                       description="Export the orchestrator's stored events to stdout for Vector, Filebeat or "
+                       "Fluent Bit (ECS maps to source.ip, event.severity, rule.name, observer.name, @timestamp).")
+    p.add_argument("--format", choices=("ndjson", "csv", "ecs"), required=True)
+    p.add_argument("--since", type=duration, metavar="DURATION", help="only events received in the last 30s/15m/2h/7d")
+    p.add_argument("--state-dir", metavar="DIR")
+    return parser
+
+
+MODES = {
+    "oracle": "pilot_tui.commands.oracle",
+    "orchestrator": "pilot_tui.commands.orchestrator",
+    "executor": "pilot_tui.commands.executor",
+    "demo": "pilot_tui.commands.demo",
+    "scan": "pilot_tui.detect.scan_cmd",
+    "doctor": "pilot_tui.commands.doctor",
+    "export": "pilot_tui.commands.export",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``pilot-tui``; returns the exit status (``sys.exit`` happens only in ``run``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.mode:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.mode in ("oracle", "orchestrator", "executor"):
+            from . import config
+
+            config.apply(args, args.mode)
+        module = importlib.import_module(MODES[args.mode])
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("pilot_tui"):
+            print(f"pilot-tui {args.mode}: not implemented yet in this version", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+    except ValueError as exc:  # config errors
+        print(f"pilot-tui: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    run()

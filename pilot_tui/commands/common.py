@@ -1,0 +1,71 @@
+"""Plumbing every mode shares: finding pilotctl, headless JSON output, clean stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import orjson
+
+from pilot_tui.engines.updates import Update
+from pilot_tui.pilot.binary import resolve_pilotctl
+from pilot_tui.pilot.driver import Pilotctl
+from pilot_tui.pilot.errors import PilotError
+
+
+def fail(mode: str, message: str, hint: str = "") -> int:
+    """Print a one-line error (and pilotctl's hint) to stderr; return exit status 1."""
+    print(f"pilot-tui {mode}: {message}", file=sys.stderr)
+    if hint:
+        print(f"  hint: {hint}", file=sys.stderr)
+    return 1
+
+
+def make_pilotctl(explicit: str | None) -> Pilotctl:
+    """The driver for ``--pilotctl`` / ``$PILOTCTL`` / PATH / the pilotprotocol wheel (raises BinaryNotFound)."""
+    return Pilotctl(resolve_pilotctl(explicit))
+
+
+def json_line_printer(out: TextIO, wanted: tuple[type[Update], ...] | None = None) -> Callable[[Update], None]:
+    """A bus subscriber that writes selected updates as one JSON object per line (``--headless``)."""
+
+    def emit(update: Update) -> None:
+        if wanted is not None and not isinstance(update, wanted):
+            return
+        out.write(orjson.dumps(update.to_dict(), default=_default).decode() + "\n")
+        out.flush()
+
+    return emit
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError
+
+
+def run_until_signal(main: Callable[[], Awaitable[None]]) -> int:
+    """Run ``main()`` until it ends or SIGINT/SIGTERM arrives; then cancel it so ``finally`` blocks flush state."""
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return 0
+        except PilotError as exc:
+            print(f"pilot-tui: {exc.one_line()}", file=sys.stderr)
+            return 1
+        return 0
+
+    return asyncio.run(runner())

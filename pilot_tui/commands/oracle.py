@@ -1,0 +1,96 @@
+"""``pilot-tui oracle``: tail logs, detect, keep a durable outbox, send to the orchestrator; UI or headless."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import socket
+import sys
+
+from pilot_tui import paths
+from pilot_tui.engines import updates as u
+from pilot_tui.engines.oracle import OracleConfig, OracleEngine
+from pilot_tui.pilot.errors import PilotError
+from pilot_tui.store.outbox import Outbox
+
+from .common import fail, json_line_printer, make_pilotctl, run_until_signal
+
+
+def default_sensor() -> str:
+    """This host's name, reduced to the characters a sensor name may hold."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.") or "sensor"
+    return name[:63]
+
+
+def check_logs(logs: list[str]) -> str | None:
+    """A one-line problem with the ``--log`` paths, or ``None``. A file may be missing (we wait for it); its
+    directory may not."""
+    for log in logs:
+        path = os.path.expanduser(log)
+        if glob.has_magic(path):
+            continue
+        if os.path.isdir(path):
+            return f"--log {log}: is a directory, not a log file"
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            return f"--log {log}: directory {parent} does not exist"
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            return f"--log {log}: permission denied (run as a user that can read it, e.g. in group adm)"
+    return None
+
+
+def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  # type: ignore[no-untyped-def]
+    """Wire sources, rules, outbox and sender for these arguments (raises ValueError / PilotError / RuleError)."""
+    from pilot_tui.detect import Detector, load_rules
+    from pilot_tui.sources.journal import JournalSource
+    from pilot_tui.sources.tailer import FileTailer
+
+    logs = list(args.log or [])
+    if not logs and args.journal is None:
+        raise ValueError("nothing to watch: give --log PATH (repeatable) and/or --journal [UNIT ...]")
+    if not args.peer:
+        raise ValueError("--peer HOST is required (the orchestrator's Pilot hostname or address)")
+    problem = check_logs(logs)
+    if problem:
+        raise ValueError(problem)
+    sensor = args.sensor or default_sensor()
+    outbox = Outbox(paths.db_path("oracle", args.state_dir))
+    positions = outbox.offsets()
+    sources = []
+    if logs:
+        sources.append(FileTailer(logs, positions, from_start=bool(args.from_start)))
+    if args.journal is not None:
+        key_units = list(args.journal)
+        sources.append(JournalSource(key_units, positions, from_start=bool(args.from_start)))
+    rules = load_rules(rules_file=args.rules)
+    detector = Detector(rules, allowlist=list(args.allowlist or []), sensor=sensor)
+    config = OracleConfig(peer=args.peer, port=args.port or 1000, transport=args.transport or "stream",
+                          sensor=sensor)
+    return OracleEngine(pilotctl or make_pilotctl(args.pilotctl), outbox, sources, detector, config)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pilot_tui.detect import RuleError
+
+    try:
+        engine = build_engine(args)
+    except PilotError as exc:
+        return fail("oracle", exc.message, exc.hint)
+    except (ValueError, RuleError, OSError) as exc:
+        return fail("oracle", str(exc))
+    if args.headless:
+        engine.bus.subscribe(json_line_printer(sys.stdout, (u.Detected, u.SendResult, u.PeerState, u.SourceError)))
+
+        async def main() -> None:
+            try:
+                await engine.run()
+            finally:
+                engine.outbox.close()
+
+        return run_until_signal(main)
+    from pilot_tui.ui.app import make_app
+
+    make_app(oracle=engine).run()
+    return 0

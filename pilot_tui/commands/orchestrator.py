@@ -1,0 +1,76 @@
+"""``pilot-tui orchestrator``: receivers + event store + (UI | headless JSON lines)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import orjson
+
+from pilot_tui import paths
+from pilot_tui.engines import updates as u
+from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
+from pilot_tui.pilot.errors import PilotError
+from pilot_tui.store.events import EventStore
+
+from .common import fail, make_pilotctl, run_until_signal
+
+
+def build_engine(args: argparse.Namespace) -> OrchestratorEngine:
+    """The engine for these arguments (shared by the UI, headless mode and the demo)."""
+    pilotctl = make_pilotctl(args.pilotctl)
+    store = EventStore(paths.db_path("orchestrator", args.state_dir))
+    config = OrchestratorConfig(port=args.port or 1000, exec_node=args.exec_node,
+                                stream_backend=args.stream_backend or "auto")
+    return OrchestratorEngine(pilotctl, store, config)
+
+
+def headless_printer(update: u.Update) -> None:
+    """stdout: each accepted event as one JSON line; stderr: receiver/quarantine/mitigation status lines."""
+    if isinstance(update, u.EventsStored):
+        for event in update.events:
+            obj = event.to_dict()
+            obj["received_from"] = update.sender
+            obj["transport"] = update.transport
+            sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+        sys.stdout.flush()
+    elif isinstance(update, (u.ReceiverState, u.Quarantined, u.SensorAlert, u.MitigationUpdate, u.Notice)):
+        sys.stderr.write(orjson.dumps(update.to_dict()).decode() + "\n")
+        sys.stderr.flush()
+
+
+async def run_engine(engine: OrchestratorEngine, on_event: str | None) -> None:
+    """Run the receivers, plus the ``--on-event`` hook when given."""
+    jobs = [engine.run()]
+    if on_event:
+        from pilot_tui.engines.hook import HookRunner, make_applier
+
+        hook = HookRunner(on_event, make_applier(engine), engine.bus)
+        engine.bus.subscribe(hook.on_update)
+        jobs.append(hook.run())
+    try:
+        await asyncio.gather(*jobs)
+    finally:
+        engine.store.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        engine = build_engine(args)
+    except PilotError as exc:
+        return fail("orchestrator", exc.message, exc.hint)
+    if args.headless:
+        engine.bus.subscribe(headless_printer)
+        return run_until_signal(lambda: run_engine(engine, args.on_event))
+    from pilot_tui.ui.app import make_app
+
+    background = []
+    if args.on_event:
+        from pilot_tui.engines.hook import HookRunner, make_applier
+
+        hook = HookRunner(args.on_event, make_applier(engine), engine.bus)
+        engine.bus.subscribe(hook.on_update)
+        background.append(hook.run)
+    make_app(orchestrator=engine, background=background).run()
+    return 0

@@ -1,0 +1,149 @@
+"""``--on-event CMD``: feed accepted events to an external consumer (an agent) and apply what it answers.
+
+CMD is started once (split like a shell would, but run without one) and gets each accepted event on stdin as one
+NDJSON line. It may write JSON lines back: ``{"id": "<event id>", "action": "mitigate"|"ack"|"ignore", "note": …}``.
+A consumer that crashes is restarted with backoff; one that reads slowly never blocks the feed — events wait in a
+bounded queue and the oldest are dropped (and counted) when it is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pilot_tui.model import ThreatEvent
+
+from . import updates as u
+
+ACTIONS = ("mitigate", "ack", "ignore", "false_positive")
+
+
+@dataclass(frozen=True, slots=True)
+class HookAction:
+    """One decision the consumer sent back."""
+
+    event_id: str
+    action: str
+    note: str | None
+
+
+def parse_action(line: bytes) -> HookAction | None:
+    """Parse one line from the consumer; ``None`` for anything that is not a well-formed action."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    event_id, action, note = obj.get("id"), obj.get("action"), obj.get("note")
+    if not isinstance(event_id, str) or action not in ACTIONS:
+        return None
+    return HookAction(event_id, action, note[:500] if isinstance(note, str) else None)
+
+
+class HookRunner:
+    """Runs the consumer command and shuttles events and actions. Subscribe it to the orchestrator's bus."""
+
+    def __init__(
+        self,
+        command: str,
+        apply: Callable[[HookAction], Awaitable[None]],
+        bus: u.UpdateBus,
+        *,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.argv = shlex.split(command)
+        if not self.argv:
+            raise ValueError("--on-event needs a command")
+        self._apply = apply
+        self._bus = bus
+        self._queue: asyncio.Queue[ThreatEvent] = asyncio.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self.restarts = 0
+        self.actions = 0
+
+    def on_update(self, update: u.Update) -> None:
+        """Bus subscriber: queue stored events for the consumer (dropping the oldest if it lags far behind)."""
+        if not isinstance(update, u.EventsStored):
+            return
+        for event in update.events:
+            if self._queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self._queue.get_nowait()
+                self.dropped += 1
+            self._queue.put_nowait(event)
+
+    async def run(self) -> None:
+        """Keep the consumer running until cancelled."""
+        backoff = 0.5
+        while True:
+            started = time.monotonic()
+            detail = await self._run_once()
+            self.restarts += 1
+            self._bus.emit(u.Notice(at=time.time(), level="warning", message=f"on-event hook {detail}; restarting"))
+            backoff = 0.5 if time.monotonic() - started > 10 else min(backoff * 2, 30.0)
+            await asyncio.sleep(backoff)
+
+    async def _run_once(self) -> str:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            return f"could not start: {exc.strerror or exc}"
+        assert proc.stdin is not None and proc.stdout is not None
+        reader = asyncio.create_task(self._read_actions(proc.stdout))
+        try:
+            while proc.returncode is None:
+                get = asyncio.create_task(self._queue.get())
+                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    break
+                event = get.result()
+                try:
+                    proc.stdin.write(event.to_json() + b"\n")
+                    await proc.stdin.drain()
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            status = await proc.wait()
+            return f"exited with status {status}"
+        finally:
+            reader.cancel()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    async def _read_actions(self, stdout: asyncio.StreamReader) -> None:
+        async for line in stdout:
+            action = parse_action(line)
+            if action is None:
+                continue
+            self.actions += 1
+            try:
+                await self._apply(action)
+            except Exception as exc:  # a bad action must not stop the hook
+                self._bus.emit(u.Notice(at=time.time(), level="warning",
+                                        message=f"hook action {action.action} on {action.event_id} failed: {exc}"))
+
+
+def make_applier(engine: Any) -> Callable[[HookAction], Awaitable[None]]:
+    """Turn hook actions into orchestrator intents."""
+
+    async def apply(action: HookAction) -> None:
+        if action.action == "ack":
+            engine.acknowledge([action.event_id], action.note)
+        elif action.action == "false_positive":
+            engine.false_positive([action.event_id], action.note)
+        elif action.action == "mitigate":
+            await engine.mitigate(action.event_id)
+
+    return apply

@@ -1,0 +1,276 @@
+"""The threat orchestrator: always-on receivers, validation, dedup, triage and delegated mitigation.
+
+Two receivers run as supervised tasks that restart at once when they end for any reason:
+
+* **stream** — Pilot port 1000 (seed compatible) through :func:`pilot_tui.pilot.stream.open_stream_listener`; each
+  connection's payload is stored and answered with the stored ids so the sender knows exactly what to resend;
+* **inbox** — ``send-message`` arrivals in the daemon's inbox, which we learn the sender's Pilot address from.
+
+Everything is decoded by :mod:`pilot_tui.model`; what fails validation goes to quarantine with its reason. The
+engine imports nothing from Textual: the UI and the headless logger subscribe to :attr:`bus`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from pilot_tui.model import decode_payload
+from pilot_tui.pilot.driver import Pilotctl
+from pilot_tui.pilot.errors import PilotError, Timeout
+from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payload
+from pilot_tui.store.events import EventStore, IngestResult
+
+from . import updates as u
+from .receiver import build_ack, payload_complete
+
+
+@dataclass(slots=True)
+class OrchestratorConfig:
+    """Settings of one orchestrator (flags and the TOML config fill this)."""
+
+    port: int = 1000
+    """Pilot port of the stream receiver (the seed uses 1000)."""
+    stream: bool = True
+    """Run the port receiver."""
+    inbox: bool = True
+    """Ingest ``send-message`` arrivals from the daemon's inbox."""
+    stream_backend: str = "auto"
+    """``auto`` (sim for pilot-sim, else the SDK, else a recv loop), or force ``sdk``/``sim``/``recv``."""
+    exec_node: str | None = None
+    """Hostname or address of the executor that applies blocks; mitigation is off without it."""
+    mitigation_duration_s: int = 3600
+    """How long a block asked for from the UI lasts."""
+    analyst: str = ""
+    """Who triage actions are recorded as (default: the login name)."""
+    inbox_poll_s: float = 1.0
+    """Inbox polling interval (the directory watch usually wakes us sooner)."""
+    idle_gap_s: float = 0.5
+    """How long a stream payload without framing may pause before we take it as complete."""
+    max_connections: int = 32
+    """Stream connections handled at once; more wait in accept."""
+
+
+class OrchestratorEngine:
+    """Runs the receivers and applies analyst intents. One instance per orchestrator process."""
+
+    def __init__(self, pilotctl: Pilotctl, store: EventStore, config: OrchestratorConfig | None = None) -> None:
+        self.pilotctl = pilotctl
+        self.store = store
+        self.config = config or OrchestratorConfig()
+        if not self.config.analyst:
+            with contextlib.suppress(Exception):
+                self.config.analyst = getpass.getuser()
+        self.bus = u.UpdateBus()
+        self.receivers: dict[str, u.ReceiverState] = {}
+        self._slots = asyncio.Semaphore(self.config.max_connections)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the configured receivers until cancelled."""
+        jobs = []
+        if self.config.stream:
+            jobs.append(self._supervise("stream", self._stream_receiver))
+        if self.config.inbox:
+            jobs.append(self._supervise("inbox", self._inbox_receiver))
+        try:
+            await asyncio.gather(*jobs)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    def _set_receiver(self, name: str, **changes: Any) -> None:
+        old = self.receivers.get(name) or u.ReceiverState(at=time.time(), name=name, kind="", state="starting")
+        fields = {k: getattr(old, k) for k in ("name", "kind", "state", "detail", "restarts", "last_message_at")}
+        fields.update(changes)
+        state = u.ReceiverState(at=time.time(), **fields)
+        self.receivers[name] = state
+        self.bus.emit(state)
+
+    async def _supervise(self, name: str, body: Any) -> None:
+        """Run ``body`` forever: restart at once when it ends, back off only while it keeps failing fast."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await body()
+                detail = "receiver ended"
+            except asyncio.CancelledError:
+                raise
+            except PilotError as exc:
+                detail = exc.one_line()
+            except Exception as exc:  # never let a receiver die for good
+                detail = f"{type(exc).__name__}: {exc}"
+            failures = failures + 1 if time.monotonic() - started < 5 else 0
+            restarts = self.receivers[name].restarts + 1 if name in self.receivers else 1
+            self._set_receiver(name, state="restarting", detail=detail, restarts=restarts)
+            await asyncio.sleep(min(5.0, 0.1 * (2 ** min(failures, 6))) if failures > 1 else 0)
+
+    # -- stream receiver -------------------------------------------------------------------------------------
+
+    async def _stream_receiver(self) -> None:
+        self._set_receiver("stream", state="starting", detail=f"binding port {self.config.port}")
+        listener = await open_stream_listener(self.pilotctl, self.config.port, backend=self.config.stream_backend)
+        try:
+            state = "running" if listener.can_reply else "degraded"
+            self._set_receiver("stream", kind=listener.kind, state=state, detail=listener.describe())
+            while True:
+                conn = await listener.accept()
+                await self._slots.acquire()
+                task = asyncio.create_task(self._handle_conn(conn))
+                self._tasks.add(task)
+                task.add_done_callback(self._conn_done)
+        finally:
+            await listener.close()
+
+    def _conn_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _handle_conn(self, conn: StreamConn) -> None:
+        try:
+            payload, _why = await read_payload(conn, payload_complete, idle_gap=self.config.idle_gap_s)
+            if not payload.strip():
+                return
+            result = self.ingest_payload(payload, sender="", transport="stream")
+            if conn.can_reply:
+                with contextlib.suppress(Exception):
+                    await conn.write(build_ack(result))
+        finally:
+            await conn.close()
+
+    # -- inbox receiver --------------------------------------------------------------------------------------
+
+    async def _inbox_receiver(self) -> None:
+        from pilot_tui.pilot.inbox import InboxWatcher
+
+        from .mitigation import MitigationError, parse_result
+
+        watcher = InboxWatcher(self.pilotctl, seen=self.store.inbox_seen, poll_interval=self.config.inbox_poll_s)
+        self._set_receiver("inbox", kind="inbox", state="running", detail="watching the daemon inbox")
+        try:
+            async for msg in watcher.messages():
+                data = msg.data.encode("utf-8", "surrogateescape")
+                if b"pilot-tui.mitigate-result/" in data[:200]:
+                    try:
+                        self._apply_result(parse_result(data))
+                    except MitigationError as exc:
+                        self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"bad mitigation result: {exc}"))
+                else:
+                    self.ingest_payload(data, sender=msg.sender, transport="message")
+                self.store.mark_inbox_seen(msg.message_id)
+        finally:
+            await watcher.close()
+
+    # -- shared ingest -----------------------------------------------------------------------------------------
+
+    def ingest_payload(self, payload: bytes, *, sender: str, transport: str) -> IngestResult:
+        """Decode, validate, dedup and store one payload; publish what happened. Never raises on bad input."""
+        decoded = decode_payload(payload)
+        result = self.store.ingest(decoded.events, decoded.rejected, sender=sender, transport=transport)
+        now = time.time()
+        self._set_receiver("stream" if transport == "stream" else "inbox", last_message_at=now)
+        if result.stored or result.duplicates:
+            self.bus.emit(
+                u.EventsStored(at=now, events=tuple(result.stored), sender=sender, transport=transport,
+                               duplicates=len(result.duplicates))
+            )
+        if result.rejected:
+            reasons = Counter(r.reason for r in result.rejected)
+            self.bus.emit(u.Quarantined(at=now, count=len(result.rejected), reasons=dict(reasons), sender=sender,
+                                        transport=transport))
+        for sensor, first, last in result.gaps:
+            span = f"seq {first}" if first == last else f"seq {first}-{last}"
+            self.bus.emit(u.SensorAlert(at=now, sensor=sensor, kind="gap", detail=f"{span} missing"))
+        for sensor, bound, got in result.mismatches:
+            self.bus.emit(u.SensorAlert(at=now, sensor=sensor, kind="mismatch",
+                                        detail=f"bound to {bound}, event came from {got}"))
+        return result
+
+    # -- analyst intents ---------------------------------------------------------------------------------------
+
+    def acknowledge(self, ids: list[str], note: str | None = None) -> int:
+        return self._triage(ids, "acknowledged", note)
+
+    def false_positive(self, ids: list[str], note: str | None = None) -> int:
+        return self._triage(ids, "false_positive", note)
+
+    def reopen(self, ids: list[str]) -> int:
+        return self._triage(ids, "new", None)
+
+    def _triage(self, ids: list[str], state: str, note: str | None) -> int:
+        changed = self.store.set_state(ids, state, note=note, by=self.config.analyst or "analyst")
+        self.bus.emit(u.TriageChanged(at=time.time(), ids=tuple(ids), state=state, note=note))
+        return changed
+
+    async def mitigate(self, event_id: str, *, duration_s: int | None = None, wait_s: float = 3.0) -> str:
+        """Ask the executor to block the event's source IP. Returns the request id; the outcome arrives as a
+        :class:`~pilot_tui.engines.updates.MitigationUpdate` (at once if the executor answers within ``wait_s``,
+        else when its reply reaches our inbox). Raises ``ValueError`` when mitigation is impossible."""
+        from .mitigation import MitigationRequest, parse_result
+
+        if not self.config.exec_node:
+            raise ValueError("no executor configured: start the orchestrator with --exec-node HOST")
+        stored = self.store.get(event_id)
+        if stored is None:
+            raise ValueError(f"unknown event {event_id}")
+        ip = stored.event.source_ip
+        request = MitigationRequest(
+            request_id=str(uuid.uuid4()), action="block", ip=ip,
+            duration_s=duration_s or self.config.mitigation_duration_s, event_id=event_id,
+            reason=stored.event.anomaly, requested_by=self.config.analyst or "analyst",
+        )
+        self._mitigation_status(request.request_id, event_id, ip, "requested", f"asking {self.config.exec_node}")
+        self.store.set_state([event_id], "mitigating", by=self.config.analyst or "analyst")
+        try:
+            ack = await self.pilotctl.send_message(self.config.exec_node, request.encode(), msg_type="json",
+                                                   wait=wait_s)
+        except Timeout:
+            self._mitigation_status(request.request_id, event_id, ip, "sent", "delivered; waiting for the executor")
+            return request.request_id
+        except PilotError as exc:
+            self._mitigation_status(request.request_id, event_id, ip, "failed", exc.one_line())
+            self.store.set_state([event_id], "new", by=self.config.analyst or "analyst")
+            return request.request_id
+        if ack.reply is not None:
+            data = ack.reply.get("data")
+            with contextlib.suppress(Exception):
+                self._apply_result(parse_result(str(data).encode() if data is not None else b""))
+                return request.request_id
+        self._mitigation_status(request.request_id, event_id, ip, "sent", "delivered; waiting for the executor")
+        return request.request_id
+
+    def _apply_result(self, result: Any) -> None:
+        known = self.store.mitigation(result.request_id)
+        event_id = known["event_id"] if known else ""
+        self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
+        if event_id and result.status in ("applied", "already_applied"):
+            self.store.set_state([event_id], "mitigated", by=f"executor:{getattr(result, 'executor', '')}")
+        elif event_id and result.status in ("refused", "failed"):
+            self.store.set_state([event_id], "new", by=f"executor:{getattr(result, 'executor', '')}")
+
+    def _mitigation_status(self, request_id: str, event_id: str, ip: str, status: str, detail: str) -> None:
+        self.store.record_mitigation(request_id, event_id, ip, status, detail)
+        self.bus.emit(u.MitigationUpdate(at=time.time(), request_id=request_id, source_ip=ip, status=status,
+                                         detail=detail))
+
+    # -- trust -------------------------------------------------------------------------------------------------
+
+    async def pending_handshakes(self) -> list[dict[str, Any]]:
+        return await self.pilotctl.pending()
+
+    async def approve(self, node_id: int) -> None:
+        await self.pilotctl.approve(node_id)
+        self.bus.emit(u.Notice(at=time.time(), level="info", message=f"approved node {node_id}"))
+
+    async def reject(self, node_id: int, reason: str = "") -> None:
+        await self.pilotctl.reject(node_id, reason)
+        self.bus.emit(u.Notice(at=time.time(), level="info", message=f"rejected node {node_id}"))

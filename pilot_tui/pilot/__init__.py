@@ -1,0 +1,1 @@
+"""pilot layer (see README's map)."""

@@ -1,0 +1,366 @@
+"""The pilotctl subprocess driver: the one place that runs pilotctl.
+
+Every call is an asyncio subprocess with an argv list (never a shell), always ``--json``, bounded by a timeout, and
+returns the envelope's ``data`` or raises a typed :class:`~pilot_tui.pilot.errors.PilotError` parsed from the stderr
+envelope. Arguments are validated before spawning so a bad hostname is a clear error here, not pilotctl usage text.
+
+The same driver runs ``pilot-sim`` (our emulator) unchanged: it speaks the same command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import BadResponse, InvalidArgument, PilotError, Timeout, error_from_envelope
+
+HOSTNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+ADDRESS_RE = re.compile(r"^\d+:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$")
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+TOPIC_RE = re.compile(r"^(\*|[A-Za-z0-9._:/-]{1,128})$")
+
+DEFAULT_CALL_TIMEOUT = 15.0
+"""Seconds any one pilotctl call may take before we kill it (calls that wait, like recv, add their own wait)."""
+
+
+def check_target(target: str) -> str:
+    """Validate a peer given as hostname or Pilot address; raise :class:`InvalidArgument` with a clear message."""
+    if HOSTNAME_RE.match(target) or ADDRESS_RE.match(target):
+        return target
+    raise InvalidArgument(
+        f"bad peer {target[:80]!r}: expected a Pilot hostname (lowercase letters, digits, hyphens, 1-63, no "
+        "leading/trailing hyphen) or an address like 0:0000.0000.0002"
+    )
+
+
+def check_port(port: int) -> int:
+    """Validate a Pilot port (1-65535)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidArgument(f"bad port {port!r}: expected 1-65535")
+    return port
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as a Go duration string, the form pilotctl's ``--timeout``/``--wait`` take."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    """What ``connect`` returned: the peer's reply (``""`` when it closed without one) and how long it took."""
+
+    target: str
+    port: int
+    response: str
+    sent_bytes: int
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecvMessage:
+    """One message a ``recv`` run collected (no sender address: pilotctl gives none)."""
+
+    port: int
+    seq: int
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendAck:
+    """The receiving daemon's acknowledgement of ``send-message``; ``reply`` is set when ``--wait`` got one."""
+
+    message_id: str
+    target: str
+    bytes: int
+    ack: str
+    reply: dict[str, Any] | None
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    """One message in the local daemon's inbox (``data`` is empty in a list without ``--full``)."""
+
+    message_id: str
+    sender: str
+    received_at: str
+    type: str
+    data: str
+    size: int
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InboxMessage:
+        return cls(
+            message_id=str(d.get("message_id") or d.get("id") or ""),
+            sender=str(d.get("from") or ""),
+            received_at=str(d.get("received_at") or ""),
+            type=str(d.get("type") or ""),
+            data=str(d.get("data") if d.get("data") is not None else d.get("preview") or ""),
+            size=int(d.get("bytes") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStatus:
+    """``daemon status``: pilotctl always exits 0 here, so ``running``/``responsive`` carry the answer."""
+
+    running: bool
+    responsive: bool
+    address: str | None
+    hostname: str | None
+    node_id: int | None
+    socket: str | None
+    uptime_secs: int | None
+    raw: dict[str, Any]
+
+
+class Pilotctl:
+    """Runs pilotctl (or pilot-sim) as subprocesses. Safe to share; each call is its own process.
+
+    ``env`` is merged over ``os.environ`` for every call — tests use it to point ``HOME`` and ``PILOT_SOCKET`` at
+    temporary paths; the demo uses it to address one emulated node.
+    """
+
+    def __init__(self, binary: str, *, env: Mapping[str, str] | None = None, timeout: float = DEFAULT_CALL_TIMEOUT):
+        self.binary = binary
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self._version: str | None = None
+
+    def environ(self) -> dict[str, str]:
+        """The full environment a call runs with."""
+        merged = dict(os.environ)
+        merged.update(self.env)
+        return merged
+
+    @property
+    def is_sim(self) -> bool:
+        """True when the binary is our emulator (the stream server then uses the sim SDK twin)."""
+        return os.path.basename(self.binary).startswith("pilot-sim") or bool(
+            self._version and self._version.endswith("-sim")
+        )
+
+    def socket_path(self) -> str:
+        """The daemon socket pilotctl will use: ``$PILOT_SOCKET`` or pilotctl's default."""
+        return self.environ().get("PILOT_SOCKET") or "/tmp/pilot.sock"
+
+    async def _spawn(self, args: list[str], stdin: bytes | None) -> asyncio.subprocess.Process:
+        try:
+            return await asyncio.create_subprocess_exec(
+                self.binary,
+                "--json",
+                *args,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.environ(),
+            )
+        except OSError as exc:
+            raise PilotError(f"cannot run {self.binary}: {exc.strerror or exc}", code="binary_not_found") from None
+
+    async def raw(self, *args: str, stdin: bytes | None = None, timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        """Run ``pilotctl --json ARGS`` and return (exit status, stdout, stderr); kills it on timeout or cancel."""
+        limit = self.timeout if timeout is None else timeout
+        proc = await self._spawn(list(args), stdin)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
+        except asyncio.TimeoutError:
+            raise Timeout(f"pilotctl {args[0] if args else ''} did not finish within {limit:g}s") from None
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        return proc.returncode or 0, out, err
+
+    async def call(self, *args: str, stdin: bytes | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Run one command and return its envelope's ``data`` (a dict), or raise the typed error."""
+        status, out, err = await self.raw(*args, stdin=stdin, timeout=timeout)
+        if status != 0:
+            raise error_from_envelope(err, status)
+        line = out.strip().splitlines()[-1] if out.strip() else b""
+        try:
+            env = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise BadResponse(f"pilotctl {args[0]} printed no JSON envelope: {line[:120]!r}") from None
+        if not isinstance(env, dict) or env.get("status") != "ok":
+            raise BadResponse(f"pilotctl {args[0]} printed an unexpected envelope: {line[:120]!r}")
+        data = env.get("data")
+        return data if isinstance(data, dict) else {"value": data}
+
+    # -- node state ------------------------------------------------------------------------------------------
+
+    async def version(self) -> str:
+        """pilotctl's version string (``1.18.0``; pilot-sim says ``1.18.0-sim``)."""
+        status, out, err = await self.raw("version")
+        if status != 0:
+            raise error_from_envelope(err, status)
+        self._version = out.decode("utf-8", "replace").strip()
+        return self._version
+
+    async def daemon_status(self) -> DaemonStatus:
+        data = await self.call("daemon", "status")
+        return DaemonStatus(
+            running=bool(data.get("running")),
+            responsive=bool(data.get("responsive")),
+            address=data.get("address"),
+            hostname=data.get("hostname"),
+            node_id=data.get("node_id"),
+            socket=data.get("socket"),
+            uptime_secs=data.get("uptime_secs"),
+            raw=data,
+        )
+
+    async def info(self) -> dict[str, Any]:
+        return await self.call("info")
+
+    async def find(self, hostname: str) -> dict[str, Any]:
+        return await self.call("find", check_target(hostname))
+
+    async def peers(self) -> list[dict[str, Any]]:
+        return list((await self.call("peers")).get("peers") or [])
+
+    async def trust(self) -> list[dict[str, Any]]:
+        return list((await self.call("trust")).get("trusted") or [])
+
+    async def pending(self) -> list[dict[str, Any]]:
+        return list((await self.call("pending")).get("pending") or [])
+
+    async def handshake(self, target: str, justification: str = "") -> dict[str, Any]:
+        args = ["handshake", target if str(target).isdigit() else check_target(target)]
+        if justification:
+            args.append(justification)
+        return await self.call(*args)
+
+    async def approve(self, node_id: int) -> dict[str, Any]:
+        return await self.call("approve", str(int(node_id)))
+
+    async def reject(self, node_id: int, reason: str = "") -> dict[str, Any]:
+        args = ["reject", str(int(node_id))]
+        if reason:
+            args.append(reason)
+        return await self.call(*args)
+
+    # -- streams ---------------------------------------------------------------------------------------------
+
+    async def connect(self, target: str, port: int, payload: bytes, *, timeout: float = 10.0) -> ConnectResult:
+        """Send ``payload`` on a stream to ``target:port`` and wait for one reply (or the peer's close).
+
+        A :class:`~pilot_tui.pilot.errors.Timeout` here means the peer got the data but did not answer in time.
+        """
+        if not payload.strip():
+            raise InvalidArgument("refusing to connect with an empty payload")
+        started = time.monotonic()
+        data = await self.call(
+            "connect", check_target(target), str(check_port(port)), "--timeout", go_duration(timeout),
+            stdin=payload, timeout=timeout + self.timeout,
+        )
+        return ConnectResult(
+            target=str(data.get("target") or target),
+            port=int(data.get("port") or port),
+            response=str(data.get("response") or ""),
+            sent_bytes=len(payload),
+            elapsed=time.monotonic() - started,
+        )
+
+    async def recv(self, port: int, *, count: int = 1, timeout: float = 1.0) -> list[RecvMessage]:
+        """One ``recv`` run: bind ``port``, collect up to ``count`` messages, return when done or at ``timeout``."""
+        data = await self.call(
+            "recv", str(check_port(port)), "--count", str(count), "--timeout", go_duration(timeout),
+            timeout=timeout + self.timeout,
+        )
+        return [
+            RecvMessage(port=int(m.get("port") or port), seq=int(m.get("seq") or 0), data=str(m.get("data") or ""))
+            for m in data.get("messages") or []
+        ]
+
+    # -- data exchange (port 1001) ---------------------------------------------------------------------------
+
+    async def send_message(
+        self, target: str, data: bytes, *, msg_type: str = "json", reply_to: str | None = None,
+        wait: float | None = None,
+    ) -> SendAck:
+        """``send-message TARGET --type T --data -`` with ``data`` on stdin; returns the daemon's ack."""
+        if msg_type not in ("text", "json", "binary"):
+            raise InvalidArgument(f"bad message type {msg_type!r}")
+        args = ["send-message", check_target(target), "--type", msg_type, "--data", "-"]
+        if reply_to is not None:
+            if not MESSAGE_ID_RE.match(reply_to):
+                raise InvalidArgument(f"bad message id {reply_to[:40]!r}")
+            args += ["--reply-to", reply_to]
+        if wait is not None:
+            args += ["--wait", go_duration(wait)]
+        started = time.monotonic()
+        d = await self.call(*args, stdin=data, timeout=(wait or 0) + self.timeout)
+        reply = d.get("reply")
+        return SendAck(
+            message_id=str(d.get("message_id") or ""),
+            target=str(d.get("target") or target),
+            bytes=int(d.get("bytes") or len(data)),
+            ack=str(d.get("ack") or ""),
+            reply=reply if isinstance(reply, dict) else None,
+            elapsed=time.monotonic() - started,
+        )
+
+    async def inbox(self, *, limit: int | None = None, full: bool = True, since: float | None = None) -> list[InboxMessage]:
+        """The local inbox, newest first (works without a running daemon: it reads ``~/.pilot/inbox``)."""
+        args = ["inbox"]
+        if limit is not None:
+            args += ["--limit", str(int(limit))]
+        if full:
+            args.append("--full")
+        if since is not None:
+            args += ["--since", go_duration(since)]
+        return (await self.inbox_listing(*args[1:]))[1]
+
+    async def inbox_listing(self, *flags: str) -> tuple[str, list[InboxMessage]]:
+        """``inbox FLAGS``: the inbox directory pilotctl reads (for a watcher) and the messages, newest first."""
+        data = await self.call("inbox", *flags)
+        return str(data.get("dir") or ""), [InboxMessage.from_dict(m) for m in data.get("messages") or []]
+
+    async def inbox_read(self, message_id: str) -> InboxMessage:
+        if not MESSAGE_ID_RE.match(message_id):
+            raise InvalidArgument(f"bad message id {message_id[:40]!r}")
+        return InboxMessage.from_dict(await self.call("inbox", "read", message_id))
+
+    async def inbox_clear(self, *, before: float | None = None) -> int:
+        """Delete inbox messages (all, or those older than ``before`` seconds); returns how many went."""
+        args = ["inbox", "--clear"]
+        if before is not None:
+            args += ["--before", go_duration(before)]
+        return int((await self.call(*args)).get("cleared") or 0)
+
+    # -- event stream (port 1002) ----------------------------------------------------------------------------
+
+    async def publish(self, broker: str, topic: str, data: str) -> dict[str, Any]:
+        if not TOPIC_RE.match(topic) or topic == "*":
+            raise InvalidArgument(f"bad topic {topic[:40]!r}")
+        return await self.call("publish", check_target(broker), topic, "--data", data)
+
+    async def subscribe(self, broker: str, topic: str) -> AsyncIterator[dict[str, Any]]:
+        """Yield events from ``subscribe`` as they arrive (bare NDJSON lines); the process dies with the iterator."""
+        if not TOPIC_RE.match(topic):
+            raise InvalidArgument(f"bad topic {topic[:40]!r}")
+        proc = await self._spawn(["subscribe", check_target(broker), topic], None)
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            async for line in proc.stdout:
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(obj, dict):
+                    yield obj
+            status = await proc.wait()
+            if status != 0:
+                raise error_from_envelope(await proc.stderr.read(), status)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -1,0 +1,292 @@
+"""The orchestrator's event store: accepted events (deduplicated by id), quarantine, sensors, triage, mitigations.
+
+Dedup is the database's job (``id`` is UNIQUE): a resend after an oracle crash, or the same event arriving by stream
+and by inbox, is counted as a duplicate and not shown twice. Per-sensor ``seq`` numbers reveal gaps (events a
+sensor produced that never arrived) and replays. Everything an analyst does (acknowledge, false positive, mitigate)
+is persisted with who and when, so a restart shows the same feed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pilot_tui.model import Rejected, ThreatEvent, decode_event
+
+from .db import Tx, open_db
+
+QUARANTINE_RAW_CAP = 4096
+"""Bytes of a rejected payload kept for the analyst to look at (the full length is recorded separately)."""
+
+TRIAGE_STATES = ("new", "acknowledged", "mitigating", "mitigated", "false_positive")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    rowid       INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    received_at REAL NOT NULL,
+    ts          TEXT,
+    source_ip   TEXT NOT NULL,
+    anomaly     TEXT NOT NULL,
+    severity    INTEGER NOT NULL,
+    sensor      TEXT,
+    seq         INTEGER,
+    count       INTEGER,
+    sender      TEXT NOT NULL DEFAULT '',
+    transport   TEXT NOT NULL DEFAULT '',
+    body        BLOB NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'new',
+    note        TEXT,
+    state_by    TEXT,
+    state_at    REAL,
+    mitigation  TEXT,
+    flags       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_ip ON events(source_ip);
+CREATE INDEX IF NOT EXISTS events_sev ON events(severity, rowid);
+CREATE INDEX IF NOT EXISTS events_state ON events(state, rowid);
+CREATE TABLE IF NOT EXISTS quarantine (
+    rowid       INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    reason      TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    sender      TEXT NOT NULL DEFAULT '',
+    transport   TEXT NOT NULL DEFAULT '',
+    raw         BLOB NOT NULL,
+    raw_len     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sensors (
+    sensor     TEXT PRIMARY KEY,
+    address    TEXT NOT NULL DEFAULT '',
+    first_seen REAL NOT NULL,
+    last_seen  REAL NOT NULL,
+    events     INTEGER NOT NULL DEFAULT 0,
+    max_seq    INTEGER,
+    gaps       INTEGER NOT NULL DEFAULT 0,
+    mismatches INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS inbox_seen (
+    message_id TEXT PRIMARY KEY,
+    seen_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mitigations (
+    request_id   TEXT PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    source_ip    TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'requested',
+    detail       TEXT,
+    updated_at   REAL NOT NULL
+);
+"""
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one payload did to the store — also what the stream receiver replies to the sender."""
+
+    stored: list[ThreatEvent] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    """(sensor, first missing seq, last missing seq) for each hole this payload revealed."""
+    mismatches: list[tuple[str, str, str]] = field(default_factory=list)
+    """(sensor, address it is bound to, address this event came from)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event plus the orchestrator's bookkeeping about it."""
+
+    rowid: int
+    event: ThreatEvent
+    received_at: float
+    sender: str
+    transport: str
+    state: str
+    note: str | None
+    state_by: str | None
+    state_at: float | None
+    mitigation: dict[str, Any] | None
+    flags: str
+
+
+EVENT_COLUMNS = "rowid, body, received_at, sender, transport, state, note, state_by, state_at, mitigation, flags"
+
+
+def row_to_stored(row: tuple[Any, ...]) -> StoredEvent:
+    return StoredEvent(
+        rowid=row[0],
+        event=decode_event(bytes(row[1])),
+        received_at=row[2],
+        sender=row[3],
+        transport=row[4],
+        state=row[5],
+        note=row[6],
+        state_by=row[7],
+        state_at=row[8],
+        mitigation=orjson.loads(row[9]) if row[9] else None,
+        flags=row[10],
+    )
+
+
+class EventStore:
+    """SQLite event store of one orchestrator. Use from one thread (the engine's loop); reads are cheap."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self.conn = open_db(path, SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def ingest(
+        self, events: Iterable[ThreatEvent], rejected: Iterable[Rejected] = (), *, sender: str = "",
+        transport: str = "",
+    ) -> IngestResult:
+        """Store valid events (skipping known ids), quarantine rejected lines, update sensors — one transaction."""
+        result = IngestResult(rejected=list(rejected))
+        now = time.time()
+        with Tx(self.conn) as c:
+            for event in events:
+                flags = self._track_sensor(c, event, sender, now, result)
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO events(id, received_at, ts, source_ip, anomaly, severity, sensor, seq, "
+                    "count, sender, transport, body, flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (event.id, now, event.ts, event.source_ip, event.anomaly, event.severity_rank, event.sensor,
+                     event.seq, event.count, sender, transport, event.to_json(), flags),
+                )
+                if cur.rowcount:
+                    result.stored.append(event)
+                    if event.sensor:
+                        c.execute("UPDATE sensors SET events=events+1 WHERE sensor=?", (event.sensor,))
+                else:
+                    result.duplicates.append(event.id)
+            for rej in result.rejected:
+                c.execute(
+                    "INSERT INTO quarantine(received_at, reason, detail, sender, transport, raw, raw_len) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (now, rej.reason, rej.detail[:500], sender, transport, rej.raw[:QUARANTINE_RAW_CAP], len(rej.raw)),
+                )
+        return result
+
+    def _track_sensor(self, c: Any, event: ThreatEvent, sender: str, now: float, result: IngestResult) -> str:
+        """Update the sensor row; record seq gaps and address mismatches. Returns flags for the event row."""
+        if not event.sensor:
+            return ""
+        row = c.execute("SELECT address, max_seq FROM sensors WHERE sensor=?", (event.sensor,)).fetchone()
+        flags = ""
+        if row is None:
+            c.execute(
+                "INSERT INTO sensors(sensor, address, first_seen, last_seen, max_seq) VALUES (?,?,?,?,?)",
+                (event.sensor, sender, now, now, event.seq),
+            )
+            return flags
+        address, max_seq = row
+        if sender and address and sender != address:
+            result.mismatches.append((event.sensor, address, sender))
+            c.execute("UPDATE sensors SET mismatches=mismatches+1 WHERE sensor=?", (event.sensor,))
+            flags = "address_mismatch"
+        new_max = max_seq
+        if event.seq is not None:
+            if max_seq is not None and event.seq > max_seq + 1:
+                result.gaps.append((event.sensor, max_seq + 1, event.seq - 1))
+                c.execute("UPDATE sensors SET gaps=gaps+? WHERE sensor=?", (event.seq - max_seq - 1, event.sensor))
+            new_max = event.seq if max_seq is None else max(max_seq, event.seq)
+        c.execute(
+            "UPDATE sensors SET last_seen=?, max_seq=?, address=CASE WHEN address='' THEN ? ELSE address END "
+            "WHERE sensor=?",
+            (now, new_max, sender, event.sensor),
+        )
+        return flags
+
+    # -- triage ----------------------------------------------------------------------------------------------
+
+    def set_state(self, ids: Iterable[str], state: str, *, note: str | None = None, by: str = "analyst") -> int:
+        """Move events to a triage state (``new``, ``acknowledged``, ``mitigating``, ``mitigated``, ``false_positive``)."""
+        if state not in TRIAGE_STATES:
+            raise ValueError(f"unknown triage state {state!r}")
+        now = time.time()
+        with Tx(self.conn) as c:
+            cur = c.executemany(
+                "UPDATE events SET state=?, note=COALESCE(?, note), state_by=?, state_at=? WHERE id=?",
+                [(state, note, by, now, i) for i in ids],
+            )
+        return cur.rowcount
+
+    def record_mitigation(self, request_id: str, event_id: str, source_ip: str, status: str, detail: str = "") -> None:
+        """Create or update a mitigation request and show its outcome on every event of that source IP."""
+        now = time.time()
+        outcome = orjson.dumps({"request_id": request_id, "status": status, "detail": detail, "at": now})
+        with Tx(self.conn) as c:
+            c.execute(
+                "INSERT INTO mitigations(request_id, event_id, source_ip, requested_at, status, detail, updated_at) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT(request_id) DO UPDATE SET status=excluded.status, "
+                "detail=excluded.detail, updated_at=excluded.updated_at",
+                (request_id, event_id, source_ip, now, status, detail, now),
+            )
+            c.execute("UPDATE events SET mitigation=? WHERE source_ip=?", (outcome, source_ip))
+
+    def mitigation(self, request_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT request_id, event_id, source_ip, status, detail FROM mitigations WHERE request_id=?",
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("request_id", "event_id", "source_ip", "status", "detail"), row, strict=True))
+
+    # -- inbox bookkeeping -------------------------------------------------------------------------------------
+
+    def inbox_seen(self, message_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM inbox_seen WHERE message_id=?", (message_id,)).fetchone() is not None
+
+    def mark_inbox_seen(self, message_id: str) -> None:
+        with Tx(self.conn) as c:
+            c.execute("INSERT OR IGNORE INTO inbox_seen(message_id, seen_at) VALUES (?, ?)", (message_id, time.time()))
+
+    # -- simple reads ------------------------------------------------------------------------------------------
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        row = self.conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id=?", (event_id,)).fetchone()
+        return None if row is None else row_to_stored(row)
+
+    def total(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM events ORDER BY rowid")]
+
+    def quarantine_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+
+    def quarantine_by_reason(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason").fetchall())
+
+    def quarantine_page(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT rowid, received_at, reason, detail, sender, transport, raw, raw_len FROM quarantine "
+            "ORDER BY rowid DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        keys = ("rowid", "received_at", "reason", "detail", "sender", "transport", "raw", "raw_len")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def sensors(self) -> list[dict[str, Any]]:
+        """Known sensors, most recently heard first. ``missing`` is exact: seq numbers between the lowest and the
+        highest seen that never arrived (a late resend fills a hole and the count drops again)."""
+        keys = ("sensor", "address", "first_seen", "last_seen", "events", "max_seq", "gaps", "mismatches")
+        rows = self.conn.execute(f"SELECT {', '.join(keys)} FROM sensors ORDER BY last_seen DESC").fetchall()
+        spans = {
+            s: (hi - lo + 1 - n) if lo is not None else 0
+            for s, lo, hi, n in self.conn.execute(
+                "SELECT sensor, MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM events WHERE sensor IS NOT NULL "
+                "GROUP BY sensor"
+            )
+        }
+        return [dict(zip(keys, r, strict=True), missing=spans.get(r[0], 0)) for r in rows]
