@@ -94,6 +94,10 @@ class InboxMessage:
     type: str
     data: str
     size: int
+    inbox_id: str = ""
+    """The inbox file name (what ``inbox read`` takes); pilotctl says it can differ from ``message_id``."""
+    reply_to: str = ""
+    """For an answer sent with ``--reply-to``: the message id it answers."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InboxMessage:
@@ -104,6 +108,8 @@ class InboxMessage:
             type=str(d.get("type") or ""),
             data=str(d.get("data") if d.get("data") is not None else d.get("preview") or ""),
             size=int(d.get("bytes") or 0),
+            inbox_id=str(d.get("id") or d.get("message_id") or ""),
+            reply_to=str(d.get("reply_to") or ""),
         )
 
 
@@ -308,11 +314,12 @@ class Pilotctl:
             elapsed=time.monotonic() - started,
         )
 
-    async def inbox(self, *, limit: int | None = None, full: bool = True, since: float | None = None) -> list[InboxMessage]:
-        """The local inbox, newest first (works without a running daemon: it reads ``~/.pilot/inbox``)."""
-        args = ["inbox"]
-        if limit is not None:
-            args += ["--limit", str(int(limit))]
+    async def inbox(self, *, limit: int = 0, full: bool = True, since: float | None = None) -> list[InboxMessage]:
+        """The local inbox, newest first (works without a running daemon: it reads ``~/.pilot/inbox``).
+
+        ``limit=0`` means all: pilotctl shows only the newest 10 by default, which would hide messages in a burst.
+        """
+        args = ["inbox", "--limit", str(int(limit))]
         if full:
             args.append("--full")
         if since is not None:
@@ -321,6 +328,8 @@ class Pilotctl:
 
     async def inbox_listing(self, *flags: str) -> tuple[str, list[InboxMessage]]:
         """``inbox FLAGS``: the inbox directory pilotctl reads (for a watcher) and the messages, newest first."""
+        if "--limit" not in flags and "--clear" not in flags:
+            flags = ("--limit", "0", *flags)  # pilotctl's default shows only the newest 10
         data = await self.call("inbox", *flags)
         return str(data.get("dir") or ""), [InboxMessage.from_dict(m) for m in data.get("messages") or []]
 
