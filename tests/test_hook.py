@@ -1,0 +1,80 @@
+"""The --on-event hook: events reach the consumer, its answers are applied, a crash is survived."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from pilot_tui.engines import updates as u
+from pilot_tui.engines.hook import HookRunner, make_applier, parse_action
+from pilot_tui.model import make_event
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agent_consumer.py"
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+        self.mitigated: list[str] = []
+
+    def acknowledge(self, ids, note=None):  # type: ignore[no-untyped-def]
+        self.acked += ids
+
+    def false_positive(self, ids, note=None):  # type: ignore[no-untyped-def]
+        pass
+
+    async def mitigate(self, event_id):  # type: ignore[no-untyped-def]
+        self.mitigated.append(event_id)
+
+
+async def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_parse_action_refuses_garbage() -> None:
+    assert parse_action(b'{"id":"a","action":"ack","note":"x"}').action == "ack"  # type: ignore[union-attr]
+    for bad in (b"nope", b"[]", b'{"id":1,"action":"ack"}', b'{"id":"a","action":"rm -rf"}'):
+        assert parse_action(bad) is None
+
+
+async def test_example_consumer_drives_the_orchestrator() -> None:
+    engine = FakeEngine()
+    bus = u.UpdateBus()
+    hook = HookRunner(f"{sys.executable} {EXAMPLE}", make_applier(engine), bus)
+    bus.subscribe(hook.on_update)
+    task = asyncio.create_task(hook.run())
+    try:
+        crit = [make_event("203.0.113.7", "brute_force_ssh", "critical") for _ in range(2)]
+        low = make_event("198.51.100.3", "web_4xx_burst", "low")
+        bus.emit(u.EventsStored(at=0, events=(*crit, low), sender="", transport="stream"))
+        await wait_for(lambda: engine.mitigated and engine.acked)
+        assert engine.mitigated == [crit[1].id] and engine.acked == [low.id]
+    finally:
+        task.cancel()
+
+
+async def test_crashing_hook_is_restarted_and_never_blocks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "crashy.py"
+    script.write_text("import sys\nsys.exit(3)\n")
+    bus = u.UpdateBus()
+    notices: list[u.Update] = []
+    bus.subscribe(notices.append)
+    hook = HookRunner(f"{sys.executable} {script}", make_applier(FakeEngine()), bus, queue_size=5)
+    bus.subscribe(hook.on_update)
+    task = asyncio.create_task(hook.run())
+    try:
+        for _ in range(3):
+            bus.emit(u.EventsStored(at=0, events=(make_event("203.0.113.9", "x", "low"),), sender="", transport=""))
+        await wait_for(lambda: hook.restarts >= 2)
+        # a flood while the consumer is down is bounded: the oldest are dropped and counted
+        bus.emit(u.EventsStored(at=0, events=tuple(make_event("203.0.113.9", "x", "low") for _ in range(50)),
+                                sender="", transport=""))
+        assert hook.dropped > 0
+        assert any(isinstance(n, u.Notice) and "exited with status 3" in n.message for n in notices)
+    finally:
+        task.cancel()
