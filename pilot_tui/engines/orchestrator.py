@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import getpass
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -152,14 +151,14 @@ class OrchestratorEngine:
     async def _inbox_receiver(self) -> None:
         from pilot_tui.pilot.inbox import InboxWatcher
 
-        from .mitigation import MitigationError, parse_result
+        from .mitigation import MitigationError, message_kind, parse_result
 
         watcher = InboxWatcher(self.pilotctl, seen=self.store.inbox_seen, poll_interval=self.config.inbox_poll_s)
         self._set_receiver("inbox", kind="inbox", state="running", detail="watching the daemon inbox")
         try:
             async for msg in watcher.messages():
                 data = msg.data.encode("utf-8", "surrogateescape")
-                if b"pilot-tui.mitigate-result/" in data[:200]:
+                if message_kind(data) == "result":
                     try:
                         self._apply_result(parse_result(data))
                     except MitigationError as exc:
@@ -223,9 +222,8 @@ class OrchestratorEngine:
         if stored is None:
             raise ValueError(f"unknown event {event_id}")
         ip = stored.event.source_ip
-        request = MitigationRequest(
-            request_id=str(uuid.uuid4()), action="block", ip=ip,
-            duration_s=duration_s or self.config.mitigation_duration_s, event_id=event_id,
+        request = MitigationRequest.new(
+            "block", ip, duration_s=duration_s or self.config.mitigation_duration_s, event_id=event_id,
             reason=stored.event.anomaly, requested_by=self.config.analyst or "analyst",
         )
         self._mitigation_status(request.request_id, event_id, ip, "requested", f"asking {self.config.exec_node}")

@@ -1,0 +1,396 @@
+"""The executor engine: takes mitigation requests from the Pilot inbox, applies them with a firewall backend, answers.
+
+A request is judged in a fixed order — is the sender one we obey, is the message a valid ``pilot-tui.mitigate/1``,
+is the address one we may block, is the duration in range — and only then does the backend run (``dry-run`` by
+default). Every outcome, refusals included, goes back to the sender with ``send-message --reply-to <message_id>`` from
+a persisted outbox, so an orchestrator that is briefly unreachable still learns what happened.
+
+Idempotency: the answer to each request id is stored; the same request id again gets the same answer and nothing
+runs twice. Answers that a retry might change are not stored: ``failed`` (the backend may work next time) and
+``not_obeyed`` (the operator may add ``--obey``). A block for an address already blocked is ``already_applied`` and
+extends the expiry when the new one is later.
+
+Expiry: a background timer removes blocks whose time is up (on start too, for blocks that ended while the executor
+was down) and tells the original requester with an unprompted ``expired`` result (replying to the request message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..pilot.driver import ADDRESS_RE, DaemonStatus, InboxMessage, SendAck
+from ..pilot.errors import PilotError
+from ..pilot.inbox import InboxWatcher, WatcherStatus
+from ..store.blocks import Block, BlockStore, Record, Reply
+from . import executor_updates as xu
+from . import mitigation as mt
+from .executor_policy import Refusal, check_duration, check_target, own_addresses, parse_allowlist, split_obey
+from .executor_replies import ReplySender
+from .firewall import Firewall, FirewallError
+from .mitigation import MitigationError, MitigationRequest, MitigationResult
+from .updates import Notice, Update, UpdateBus
+
+log = logging.getLogger(__name__)
+
+
+class ExecutorPilot(Protocol):
+    """The driver calls the executor makes (:class:`~pilot_tui.pilot.driver.Pilotctl`; tests pass a fake)."""
+
+    async def inbox_listing(self, *flags: str) -> tuple[str, list[InboxMessage]]: ...
+    async def inbox_clear(self, *, before: float | None = None) -> int: ...
+    async def send_message(self, target: str, data: bytes, *, msg_type: str = "json", reply_to: str | None = None,
+                           wait: float | None = None) -> SendAck: ...
+    async def daemon_status(self) -> DaemonStatus: ...
+    async def info(self) -> dict[str, Any]: ...
+    async def find(self, hostname: str) -> dict[str, Any]: ...
+
+
+class ExecutorEngine:
+    """Runs the executor until cancelled. Configuration errors raise :class:`ValueError` here, before anything runs.
+
+    ``obey``: Pilot addresses or hostnames of the orchestrators allowed to command us (hostnames resolved with
+    ``pilotctl find``, again later if they do not resolve yet); empty means refuse everything. ``allowlist``: IPs and
+    CIDRs never to block. ``clock`` (Unix seconds) is injectable for tests; ``own_ips`` adds addresses to refuse on
+    top of those discovered (``discover_own_ips``).
+    """
+
+    def __init__(
+        self,
+        pilotctl: ExecutorPilot,
+        state_db_path: Path | str,
+        backend: str = "dry-run",
+        obey: Iterable[str] = (),
+        allowlist: Iterable[str] = (),
+        max_duration_s: int = 7 * 86400,
+        default_duration_s: int = 3600,
+        *,
+        firewall: Firewall | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 1.0,
+        use_watchdog: bool = True,
+        expiry_tick: float = 30.0,
+        inbox_retention_s: float = 86400.0,
+        reply_max_age_s: float = 86400.0,
+        own_ips: Iterable[str] = (),
+        discover_own_ips: bool = True,
+    ) -> None:
+        if not 1 <= default_duration_s <= max_duration_s:
+            raise ValueError(f"default duration {default_duration_s}s must be within 1..{max_duration_s}s")
+        self.pilotctl = pilotctl
+        self.firewall = firewall or Firewall(backend)
+        self._firewalls = {self.firewall.name: self.firewall}
+        self.obey_addresses, self.obey_hostnames = split_obey(obey)
+        self.allowlist = parse_allowlist(allowlist)
+        self.max_duration_s = max_duration_s
+        self.default_duration_s = default_duration_s
+        self.store = BlockStore(state_db_path)
+        self.bus = UpdateBus()
+        self.replies = ReplySender(pilotctl, self.store, self.bus, clock=clock, max_age_s=reply_max_age_s)
+        self.watcher = InboxWatcher(pilotctl, seen=self.store.is_processed, poll_interval=poll_interval,
+                                    use_watchdog=use_watchdog, on_status=self._watcher_changed, clock=clock)
+        self._clock = clock
+        self._expiry_tick = expiry_tick
+        self._inbox_retention_s = inbox_retention_s
+        self._extra_own = frozenset(own_ips)
+        self._discover = discover_own_ips
+        self._own: frozenset[str] = self._extra_own
+        self._resolved: dict[str, str] = {}
+        self._resolved_at = float("-inf")
+        self._identity_at = float("-inf")
+        self.address: str | None = None
+        self.hostname = socket.gethostname()
+        self._lock = asyncio.Lock()
+        self._expiry_wake = asyncio.Event()
+        self._expiry_retry: dict[str, float] = {}
+        self._last_watch: tuple[Any, ...] = ()
+
+    # -- subscription ----------------------------------------------------------------------------------------
+
+    def subscribe(self, maxsize: int = 1000) -> xu.Subscription:
+        """``async for update in engine.subscribe(): …`` — bounded, registered at once (see ``Subscription``)."""
+        return xu.Subscription(self.bus, maxsize)
+
+    def add_listener(self, callback: Callable[[Update], None]) -> Callable[[], None]:
+        """Call ``callback(update)`` for each update, synchronously (keep it quick); returns the unsubscribe."""
+        return self.bus.subscribe(callback)
+
+    def state(self) -> xu.ExecutorState:
+        return xu.ExecutorState(
+            at=self._clock(), address=self.address, hostname=self.hostname, backend=self.firewall.name,
+            obey_addresses=tuple(sorted(self.obey_addresses | set(self._resolved.values()))),
+            obey_unresolved=tuple(sorted(self.obey_hostnames - set(self._resolved))),
+            active_blocks=len(self.store.active_blocks()), pending_replies=self.store.pending_replies(),
+            inbox=self.watcher.status)
+
+    def _watcher_changed(self, status: WatcherStatus) -> None:
+        """Re-publish our state when the inbox watcher's state or error changes (not on every message)."""
+        key = (status.state, status.last_error, status.inbox_dir)
+        if key != self._last_watch:
+            self._last_watch = key
+            self.bus.emit(self.state())
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Learn who we are and whom we obey, remove blocks that expired while we were down and put the others
+        back into the firewall (a reboot or a firewall reload empties it; restoring is idempotent)."""
+        await self.refresh_identity()
+        await self._resolve_obey()
+        self.bus.emit(self.state())
+        await self.expire_due()
+        for block in self.store.active_blocks():
+            try:
+                await self._firewall_for(block.backend).restore(block.ip, max(1, int(block.expires_at - self._clock())))
+            except FirewallError as exc:
+                self.bus.emit(Notice(self._clock(), "error", f"could not restore the block of {block.ip}: {exc}"))
+
+    async def process_pending(self) -> list[MitigationResult | None]:
+        """Handle whatever the inbox holds now, once (no watching): tests, and a one-shot run."""
+        return [await self.handle(msg) for msg in await self.watcher.poll_once()]
+
+    async def run(self) -> None:
+        """Serve until cancelled: :meth:`prepare`, then follow the inbox while the expiry and reply loops run."""
+        await self.prepare()
+        tasks = [asyncio.create_task(loop(), name=f"executor-{loop.__name__}")
+                 for loop in (self._expiry_loop, self.replies.run, self._prune_loop)]
+        try:
+            async for msg in self.watcher.messages():
+                try:
+                    await self.handle(msg)
+                except Exception:
+                    # A bug or a broken state file must not stop the executor; the message stays unprocessed
+                    # and is looked at again on the next start.
+                    log.exception("executor could not handle message %s", msg.message_id)
+        finally:
+            await self.watcher.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop following the inbox and close the state file (after :meth:`run` has returned)."""
+        await self.watcher.close()
+        self.store.close()
+
+    async def refresh_identity(self) -> None:
+        """Learn our Pilot address/hostname (``daemon status``, ``info``) and this machine's IPs; never raises."""
+        self._identity_at = self._clock()
+        info: dict[str, Any] = {}
+        with contextlib.suppress(PilotError):
+            status = await self.pilotctl.daemon_status()
+            self.address = (status.address or "").lower() or self.address
+            self.hostname = status.hostname or self.hostname
+        with contextlib.suppress(PilotError):
+            info = await self.pilotctl.info()
+        if self._discover:
+            self._own = self._extra_own | await asyncio.to_thread(own_addresses, info)
+
+    async def _resolve_obey(self) -> None:
+        self._resolved_at = self._clock()
+        for name in sorted(self.obey_hostnames):
+            with contextlib.suppress(PilotError):
+                address = str((await self.pilotctl.find(name)).get("address") or "").lower()
+                if ADDRESS_RE.match(address):
+                    self._resolved[name] = address
+
+    async def _obeys(self, sender: str) -> bool:
+        if sender in self.obey_addresses or sender in self._resolved.values():
+            return True
+        if self.obey_hostnames and self._clock() - self._resolved_at >= 30.0:
+            await self._resolve_obey()
+            return sender in self._resolved.values()
+        return False
+
+    # -- one message -----------------------------------------------------------------------------------------
+
+    async def handle(self, msg: InboxMessage) -> MitigationResult | None:
+        """Judge one inbox message, act, record, queue the reply; returns the result (``None``: ignored)."""
+        now = self._clock()
+        sender = msg.sender.lower()
+        if self.address is None and now - self._identity_at > 30.0:
+            await self.refresh_identity()
+        if sender == self.address or mt.message_kind(msg.data) == "result" or not ADDRESS_RE.match(sender):
+            self.store.mark_processed(msg.message_id, now)  # ours, a result (never answer one), or unanswerable
+            return None
+        try:
+            req: MitigationRequest | None = mt.parse_request(msg.data)
+            err: MitigationError | None = None
+        except MitigationError as exc:
+            req, err = None, exc
+        rid = req.request_id if req else err.request_id if err else None
+        ip = req.ip if req else err.ip if err else None
+        action = req.action if req else err.action if err else None
+        self.bus.emit(xu.RequestReceived(now, msg.message_id, sender, rid, action, ip))
+        async with self._lock:
+            if not await self._obeys(sender):
+                detail = (f"sender {sender} is not in this executor's --obey list" if self.obey_addresses
+                          or self.obey_hostnames else "this executor obeys no orchestrator yet: start it with "
+                          "--obey <orchestrator hostname or address>")
+                return self._refuse(msg, rid, action, ip, Refusal("not_obeyed", detail), cache=False)
+            if req is None:
+                assert err is not None
+                return self._refuse(msg, rid, action, ip, Refusal(err.reason, err.detail), cache=rid is not None)
+            cached = self.store.answer(req.request_id)
+            if cached is not None and cached[0] == sender:
+                result = mt.parse_result(cached[1])
+                self.bus.emit(xu.DuplicateRequest(now, req.request_id, sender, result.status))
+                self._record(msg, req.request_id, req.action, req.ip, result, kind="duplicate")
+                return result
+            if cached is not None:
+                return self._refuse(msg, rid, action, ip, Refusal(
+                    "duplicate_id", "request_id already used by another sender"), cache=False)
+            if req.action == "block":
+                return await self._block(msg, req, now)
+            return await self._unblock(msg, req)
+
+    def _result(self, rid: str | None, action: str | None, ip: str | None, status: str, detail: str,
+                expires_at: float | None = None) -> MitigationResult:
+        return MitigationResult(
+            request_id=rid or "", ip=ip or "", action=action or "", status=status,  # type: ignore[arg-type]
+            backend=self.firewall.name, detail=detail, expires_at=mt.utc_iso(expires_at) if expires_at else None,
+            executor=self.hostname)
+
+    def _record(self, msg: InboxMessage, rid: str | None, action: str | None, ip: str | None,
+                result: MitigationResult, *, kind: str = "request", cache: bool = False,
+                argv: list[list[str]] | None = None, put_block: Block | None = None,
+                drop_block: str | None = None) -> MitigationResult:
+        """Write the decision, the processed mark and the reply in one transaction, then wake the reply sender."""
+        self.store.record(Record(
+            at=self._clock(), kind=kind, status=result.status, request_id=rid, sender=msg.sender.lower(),
+            message_id=msg.message_id, action=action, ip=ip, detail=result.detail,
+            argv=tuple(tuple(a) for a in argv or ()), answer=result.encode() if cache and rid else None,
+            put_block=put_block, drop_block=drop_block, processed=msg.message_id,
+            reply=Reply(msg.sender, msg.message_id, result.encode())))
+        self.replies.wake()
+        return result
+
+    def _refuse(self, msg: InboxMessage, rid: str | None, action: str | None, ip: str | None, refusal: Refusal,
+                *, cache: bool) -> MitigationResult:
+        self.bus.emit(xu.RequestRefused(self._clock(), msg.message_id, msg.sender.lower(), rid, ip, refusal.reason,
+                                        refusal.detail))
+        result = self._result(rid, action, ip, "refused", f"{refusal.reason}: {refusal.detail}")
+        return self._record(msg, rid, action, ip, result, cache=cache)
+
+    def _fail(self, msg: InboxMessage, req: MitigationRequest, exc: FirewallError) -> MitigationResult:
+        self.bus.emit(xu.ActionFailed(self._clock(), req.request_id, msg.sender.lower(), req.action, req.ip,
+                                      self.firewall.name, str(exc), (tuple(exc.argv),) if exc.argv else ()))
+        result = self._result(req.request_id, req.action, req.ip, "failed", str(exc))
+        return self._record(msg, req.request_id, req.action, req.ip, result, argv=[exc.argv] if exc.argv else None)
+
+    def _applied(self, msg: InboxMessage, req: MitigationRequest, status: str, detail: str, argv: list[list[str]],
+                 expires_at: float | None, **changes: Any) -> MitigationResult:
+        result = self._result(req.request_id, req.action, req.ip, status, detail, expires_at)
+        self.bus.emit(xu.ActionApplied(self._clock(), req.request_id, msg.sender.lower(), req.action, req.ip, status,
+                                       self.firewall.name, detail, result.expires_at, tuple(map(tuple, argv))))
+        return self._record(msg, req.request_id, req.action, req.ip, result, cache=True, argv=argv, **changes)
+
+    async def _block(self, msg: InboxMessage, req: MitigationRequest, now: float) -> MitigationResult:
+        duration = req.duration_s or self.default_duration_s
+        refusal = check_target(req.ip, self.allowlist, self._own) or check_duration(duration, self.max_duration_s)
+        if refusal is not None:
+            return self._refuse(msg, req.request_id, req.action, req.ip, refusal, cache=True)
+        dry = " (dry-run: nothing was run)" if self.firewall.dry_run else ""
+        existing = self.store.get_block(req.ip)
+        expires = now + duration
+        try:
+            if existing is None:
+                argv = await self.firewall.block(req.ip, duration)
+            elif expires > existing.expires_at + 1:
+                argv = await self._firewall_for(existing.backend).extend(req.ip, duration)
+            else:
+                return self._applied(msg, req, "already_applied", f"already blocked until "
+                                     f"{mt.utc_iso(existing.expires_at)}", [], existing.expires_at)
+        except FirewallError as exc:
+            return self._fail(msg, req, exc)
+        self._expiry_wake.set()
+        if existing is not None:
+            return self._applied(msg, req, "already_applied", f"already blocked; expiry extended to {mt.utc_iso(expires)}"
+                                 f"{dry}", argv, expires, put_block=replace(existing, expires_at=expires))
+        block = Block(req.ip, self.firewall.name, req.request_id, msg.sender.lower(), msg.message_id, now, expires,
+                      req.reason, req.event_id)
+        return self._applied(msg, req, "applied", f"blocked for {duration}s{dry}", argv, expires, put_block=block)
+
+    async def _unblock(self, msg: InboxMessage, req: MitigationRequest) -> MitigationResult:
+        existing = self.store.get_block(req.ip)
+        if existing is None:
+            return self._applied(msg, req, "already_applied", "not blocked by this executor", [], None)
+        try:
+            argv = await self._firewall_for(existing.backend).unblock(req.ip)
+        except FirewallError as exc:
+            return self._fail(msg, req, exc)
+        self._expiry_retry.pop(req.ip, None)
+        return self._applied(msg, req, "applied", "unblocked", argv, None, drop_block=req.ip)
+
+    def _firewall_for(self, name: str) -> Firewall:
+        """The backend a block was made with (it may differ from today's ``--backend``), created on demand."""
+        if name not in self._firewalls:
+            self._firewalls[name] = Firewall(name)
+        return self._firewalls[name]
+
+    # -- expiry ----------------------------------------------------------------------------------------------
+
+    async def expire_due(self) -> int:
+        """Remove every block whose time is up; returns how many went. A failed removal is retried after 30 s."""
+        removed = 0
+        async with self._lock:
+            now = self._clock()
+            for block in self.store.due_blocks(now):
+                if self._expiry_retry.get(block.ip, 0.0) > now:
+                    continue
+                try:
+                    argv = await self._firewall_for(block.backend).unblock(block.ip)
+                except FirewallError as exc:
+                    self._expiry_retry[block.ip] = now + 30.0
+                    self.bus.emit(xu.BlockExpired(now, block.ip, block.request_id, block.backend, False, str(exc)))
+                    continue
+                self._expiry_retry.pop(block.ip, None)
+                detail = f"block of {block.ip} ended at {mt.utc_iso(block.expires_at)}; removed"
+                result = MitigationResult(block.request_id, block.ip, "block", "expired", block.backend, detail,
+                                          mt.utc_iso(block.expires_at), self.hostname)
+                self.store.record(Record(
+                    at=now, kind="expired", status="expired", request_id=block.request_id, sender=block.sender,
+                    message_id=block.message_id, action="unblock", ip=block.ip, detail=detail,
+                    argv=tuple(map(tuple, argv)), drop_block=block.ip,
+                    reply=Reply(block.sender, block.message_id, result.encode())))
+                self.bus.emit(xu.BlockExpired(now, block.ip, block.request_id, block.backend, True, detail,
+                                              tuple(map(tuple, argv))))
+                removed += 1
+        if removed:
+            self.replies.wake()
+        return removed
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            # a block whose removal failed waits for its retry time, not its (past) expiry: no busy loop
+            due = [self.store.next_expiry(exclude=self._expiry_retry) or float("inf"), *self._expiry_retry.values()]
+            delay = min(max(min(due) - self._clock(), 0.05), self._expiry_tick)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._expiry_wake.wait(), delay)
+            self._expiry_wake.clear()
+            await self.expire_due()
+
+    # -- housekeeping ----------------------------------------------------------------------------------------
+
+    async def flush_replies(self) -> int:
+        """Send the replies that are due now (see :class:`ReplySender`); returns how many went."""
+        return await self.replies.flush()
+
+    async def _prune_loop(self, every: float = 600.0) -> None:
+        """Keep the inbox and the state file bounded (messages are deleted only once processed)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.watcher.prune(self._inbox_retention_s)
+            except PilotError as exc:
+                log.info("inbox prune failed: %s", exc.one_line())
+                continue
+            self.store.prune(self._clock() - max(self._inbox_retention_s, 7 * 86400.0),
+                             keep=self.watcher.inbox_ids)

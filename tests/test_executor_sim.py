@@ -1,0 +1,120 @@
+"""End to end over pilot-sim: an orchestrator-like node asks, the executor engine applies (dry-run) and answers.
+
+What this shows about replies (pilot-sim follows pilotctl 1.18 here): the executor's ``send-message <sender>
+--reply-to <message_id>`` lands in the **sender's inbox** as a record carrying ``reply_to``; a sender that used
+``--wait`` gets that same record back in ``data.reply`` (``reply.data`` is the result JSON) — and the record also
+stays in its inbox, so an orchestrator sees each result twice (``--wait`` and its inbox watcher) and must match
+results by ``request_id``. Unprompted ``expired`` notices arrive the same way, replying to the original request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sim_fixtures
+
+from pilot_tui.engines.executor import ExecutorEngine
+from pilot_tui.engines.mitigation import MitigationRequest, MitigationResult, parse_result
+from pilot_tui.pilot.driver import Pilotctl
+from pilot_tui.pilot.inbox import InboxWatcher
+from pilot_tui.sim.cluster import SimNode
+
+pytestmark = pytest.mark.timeout(30)
+sim_cluster = sim_fixtures.sim_cluster  # the fixtures, made visible to pytest in this module
+sim_nodes = sim_fixtures.sim_nodes
+
+ORCH, EXEC = "local-threat-orchestrator", "aws-exec-node"
+
+
+def sim_binary() -> str:
+    found = Path(sys.executable).parent / "pilot-sim"
+    return str(found) if found.exists() else shutil.which("pilot-sim") or "pilot-sim"
+
+
+def driver(node: SimNode) -> Pilotctl:
+    return Pilotctl(sim_binary(), env=node.env)
+
+
+async def result_in_inbox(watcher: InboxWatcher, request_id: str, status: str, timeout: float) -> MitigationResult:
+    """The first result for ``request_id`` with ``status`` that reaches the watched inbox."""
+
+    async def wait() -> MitigationResult:
+        async with contextlib.aclosing(watcher.messages()) as stream:
+            async for msg in stream:
+                result = parse_result(msg.data)
+                if result.request_id == request_id and result.status == status:
+                    return result
+        raise AssertionError("watcher ended")
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def test_request_applied_answered_by_wait_and_inbox_then_expired(
+    sim_nodes: Callable[..., dict[str, SimNode]], tmp_path: Path
+) -> None:
+    nodes = sim_nodes(ORCH, EXEC, trust=[(ORCH, EXEC)])
+    orch, exe = driver(nodes[ORCH]), driver(nodes[EXEC])
+    engine = ExecutorEngine(exe, tmp_path / "executor.db", obey=[ORCH], poll_interval=0.2, expiry_tick=0.5,
+                            discover_own_ips=False)
+    task = asyncio.create_task(engine.run())
+    orch_inbox = InboxWatcher(orch, poll_interval=0.1)
+    try:
+        # 1. --wait: the reply comes back in the ack
+        req = MitigationRequest.new("block", "203.0.113.7", duration_s=2, reason="brute_force_ssh",
+                                    requested_by="analyst")
+        ack = await orch.send_message(EXEC, req.encode(), wait=8.0)
+        assert ack.reply is not None and ack.reply["from"] == nodes[EXEC].address
+        assert ack.reply["reply_to"] == ack.message_id
+        result = parse_result(ack.reply["data"])
+        assert (result.request_id, result.status, result.backend, result.executor) == (
+            req.request_id, "applied", "dry-run", EXEC)
+        assert engine.store.get_block("203.0.113.7") is not None
+        assert engine.firewall.recorded[-1][:3] == ["nft", "add", "element"]
+
+        # 2. the same reply also sits in the orchestrator's inbox
+        seen = await result_in_inbox(orch_inbox, req.request_id, "applied", 5)
+        assert seen == result
+
+        # 3. the same request again, without --wait: same answer, no second action, delivered to the inbox
+        actions = len(engine.firewall.recorded)
+        await orch.send_message(EXEC, req.encode())
+        again = await result_in_inbox(orch_inbox, req.request_id, "applied", 5)
+        assert again == result and len(engine.firewall.recorded) == actions
+
+        # 4. two seconds later the block expires and the orchestrator is told
+        expired = await result_in_inbox(orch_inbox, req.request_id, "expired", 8)
+        assert expired.ip == "203.0.113.7" and engine.store.active_blocks() == []
+    finally:
+        await orch_inbox.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.close()
+
+
+async def test_refusals_reach_the_sender(sim_nodes: Callable[..., dict[str, SimNode]], tmp_path: Path) -> None:
+    nodes = sim_nodes(ORCH, EXEC, trust=[(ORCH, EXEC)])
+    orch, exe = driver(nodes[ORCH]), driver(nodes[EXEC])
+    engine = ExecutorEngine(exe, tmp_path / "executor.db", obey=[], poll_interval=0.2, discover_own_ips=False)
+    task = asyncio.create_task(engine.run())
+    try:
+        req = MitigationRequest.new("block", "198.51.100.20")
+        ack = await orch.send_message(EXEC, req.encode(), wait=8.0)
+        assert ack.reply is not None
+        refused = parse_result(ack.reply["data"])
+        assert refused.status == "refused" and "--obey" in refused.detail
+        engine.obey_addresses.add(nodes[ORCH].address)  # as if restarted with --obey
+        loopback = MitigationRequest.new("block", "127.0.0.1")
+        answer: dict[str, Any] = (await orch.send_message(EXEC, loopback.encode(), wait=8.0)).reply or {}
+        assert parse_result(answer["data"]).detail.startswith("loopback:")
+        assert engine.store.active_blocks() == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.close()
