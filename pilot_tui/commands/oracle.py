@@ -44,8 +44,7 @@ def check_logs(logs: list[str]) -> str | None:
 def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  # type: ignore[no-untyped-def]
     """Wire sources, rules, outbox and sender for these arguments (raises ValueError / PilotError / RuleError)."""
     from pilot_tui.detect import Detector, load_rules
-    from pilot_tui.sources.journal import JournalSource
-    from pilot_tui.sources.tailer import FileTailer
+    from pilot_tui.sources.multi import open_sources
 
     logs = list(args.log or [])
     if not logs and args.journal is None:
@@ -57,18 +56,13 @@ def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  #
         raise ValueError(problem)
     sensor = args.sensor or default_sensor()
     outbox = Outbox(paths.db_path("oracle", args.state_dir))
-    positions = outbox.offsets()
-    sources = []
-    if logs:
-        sources.append(FileTailer(logs, positions, from_start=bool(args.from_start)))
-    if args.journal is not None:
-        key_units = list(args.journal)
-        sources.append(JournalSource(key_units, positions, from_start=bool(args.from_start)))
+    sources = open_sources(logs, outbox.offsets(), from_start=bool(args.from_start),
+                           journal_units=None if args.journal is None else list(args.journal))
     rules = load_rules(rules_file=args.rules)
     detector = Detector(rules, allowlist=list(args.allowlist or []), sensor=sensor)
     config = OracleConfig(peer=args.peer, port=args.port or 1000, transport=args.transport or "stream",
                           sensor=sensor)
-    return OracleEngine(pilotctl or make_pilotctl(args.pilotctl), outbox, sources, detector, config)
+    return OracleEngine(pilotctl or make_pilotctl(args.pilotctl), outbox, [sources], detector, config)
 
 
 def run(args: argparse.Namespace) -> int:
