@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Scan throughput: pilot-tui's chunk scanner against ``grep -cE`` and ``fail2ban-regex`` on one generated auth.log.
+
+Usage: ``python bench/scan_bench.py [--lines N] [--seed S] [--keep DIR] [--no-fail2ban]``
+
+Generates the file with :mod:`pilot_tui.sim.loggen`, then times, on the same file, in one run:
+
+* the engine in-process (``scan_files`` with all built-in packs: windows, events and all);
+* the CLI as a subprocess (``pilot-tui scan --json FILE``; interpreter start-up included);
+* ``grep -cE`` with an ERE for the same sshd lines, in the C locale and in the session's locale (GNU grep's
+  multibyte matching is far slower under UTF-8);
+* ``fail2ban-regex -o ip FILE sshd`` when fail2ban is installed (else a skip line), and compares the set of
+  addresses fail2ban's sshd filter reports with the addresses our sshd rules counted.
+
+Prints a table (seconds, lines/s, MB/s, our speed as a multiple of each) and writes ``bench/results/scan.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pilot_tui.detect import Detector, load_rules, scan_files  # noqa: E402
+from pilot_tui.sim.loggen import generate  # noqa: E402
+
+# The lines our sshd rules count (failed password, invalid user, pam failure with rhost, max auth, preauth invalid)
+GREP_SSHD = (
+    r"sshd(-session)?\[[0-9]+\]: (message repeated [0-9]+ times: \[ ?)?((error|fatal): )?"
+    r"(Failed (password|none|keyboard-interactive/pam) for .* from [0-9A-Fa-f:.]+ port [0-9]+"
+    r"|(Invalid|Illegal) user .* from [0-9A-Fa-f:.]+"
+    r"|pam_[a-z]+\(sshd:auth\): authentication failure;.* rhost=[0-9A-Fa-f:.]+"
+    r"|maximum authentication attempts exceeded for .* from [0-9A-Fa-f:.]+"
+    r"|(Connection closed by|Disconnected from|Connection reset by) invalid user .* [0-9A-Fa-f:.]+ port [0-9]+ \[preauth\])"
+)
+
+
+def timed(
+    argv: list[str], env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    began = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    return time.perf_counter() - began, proc
+
+
+def cli_argv(path: Path) -> tuple[list[str], str]:
+    """``pilot-tui scan`` if the CLI has it wired, else the same ``scan_cmd.run`` through ``python -c``."""
+    exe = Path(sys.executable).with_name("pilot-tui")
+    if exe.exists():
+        probe = subprocess.run([str(exe), "scan", "--help"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return [str(exe), "scan", "--json", str(path)], "pilot-tui scan --json"
+    code = (
+        "import argparse, sys; from pilot_tui.detect.scan_cmd import run; "
+        "sys.exit(run(argparse.Namespace(files=sys.argv[1:], rules=None, json=True, allow=[])))"
+    )
+    return [sys.executable, "-c", code, str(path)], "python -c scan_cmd.run (CLI not wired yet)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", metavar="DIR", help="write the generated log here and keep it")
+    parser.add_argument("--no-fail2ban", action="store_true", help="skip fail2ban-regex even if installed")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scan.json"))
+    args = parser.parse_args(argv)
+
+    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pilot-scan-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "auth.log"
+    t0 = time.perf_counter()
+    generate(path, "auth", args.lines, seed=args.seed)
+    size = path.stat().st_size
+    print(
+        f"generated {args.lines:,} auth.log lines ({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.2f}s: {path}"
+    )
+    path.read_bytes()  # warm the page cache so every tool reads from memory
+
+    rows: list[dict[str, object]] = []
+
+    def add(tool: str, seconds: float | None, note: str = "") -> None:
+        rows.append(
+            {
+                "tool": tool,
+                "seconds": seconds,
+                "note": note,
+                "lines_per_s": args.lines / seconds if seconds else None,
+                "mb_per_s": size / 1e6 / seconds if seconds else None,
+            }
+        )
+
+    detector = Detector(load_rules())
+    report = scan_files([path], detector)
+    add(
+        "pilot-tui engine (in-process)",
+        report.seconds,
+        f"{report.matched_lines:,} lines matched, {len(report.events):,} events",
+    )
+    ours_ips = set(report.ip_hits)
+
+    argv_cli, label = cli_argv(path)
+    secs, proc = timed(argv_cli)
+    add(
+        f"pilot-tui CLI ({label})",
+        secs if proc.returncode == 0 else None,
+        "includes interpreter start-up" if proc.returncode == 0 else f"failed: {proc.stderr.strip()[:80]}",
+    )
+
+    grep = shutil.which("grep")
+    if grep:
+        for locale in ("C", os.environ.get("LC_ALL") or os.environ.get("LANG") or "C.UTF-8"):
+            env = dict(os.environ, LC_ALL=locale)
+            secs, proc = timed([grep, "-cE", GREP_SSHD, str(path)], env)
+            add(f"grep -cE (LC_ALL={locale})", secs, f"{proc.stdout.strip()} lines matched")
+            if locale == "C":
+                grep_c = secs
+    f2b = shutil.which("fail2ban-regex")
+    f2b_ips: set[str] | None = None
+    if f2b and not args.no_fail2ban:
+        secs, proc = timed([f2b, "-o", "ip", str(path), "sshd"])
+        f2b_ips = {x.strip() for x in proc.stdout.splitlines() if x.strip()}
+        add(
+            "fail2ban-regex -o ip FILE sshd",
+            secs if proc.returncode == 0 else None,
+            f"{len(f2b_ips):,} distinct addresses",
+        )
+    else:
+        print("fail2ban-regex: skipped (" + ("--no-fail2ban" if f2b else "not installed") + ")")
+
+    ours = rows[0]["seconds"]
+    print()
+    print(f"{'tool':<52} {'seconds':>8} {'lines/s':>12} {'MB/s':>8} {'ours is':>9}  note")
+    for row in rows:
+        s = row["seconds"]
+        ratio = f"{s / ours:.2f}x" if s and ours else "-"  # type: ignore[operator]
+        lps = f"{row['lines_per_s']:,.0f}" if s else "-"
+        mbs = f"{row['mb_per_s']:.1f}" if s else "-"
+        secs_txt = f"{s:.3f}" if s else "-"
+        print(f"{row['tool']:<52} {secs_txt:>8} {lps:>12} {mbs:>8} {ratio:>9}  {row['note']}")
+        row["ours_speedup"] = s / ours if s and ours else None  # type: ignore[operator]
+    same = None
+    if f2b_ips is not None:
+        same = f2b_ips == ours_ips
+        print(
+            f"\noffending addresses: fail2ban {len(f2b_ips):,}, pilot-tui {len(ours_ips):,}, "
+            f"identical: {same}"
+        )
+        if not same:
+            print(
+                f"  only fail2ban: {sorted(f2b_ips - ours_ips)[:10]}  only pilot-tui: {sorted(ours_ips - f2b_ips)[:10]}"
+            )
+    if grep:
+        print(f"vs grep (C locale): pilot-tui takes {ours / grep_c:.2f}x grep's time")  # type: ignore[operator]
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "lines": args.lines,
+                "bytes": size,
+                "seed": args.seed,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "rows": rows,
+                "ip_sets": None
+                if f2b_ips is None
+                else {"fail2ban": len(f2b_ips), "pilot_tui": len(ours_ips), "identical": same},
+                "hyperscan": _has("hyperscan"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {out}")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""The detector: lines in, :class:`~pilot_tui.model.ThreatEvent` s out.
+
+::
+
+    rules = load_rules(packs=("sshd", "sudo", "web", "portscan"), rules_file=None)
+    detector = Detector(rules, allowlist=["10.0.0.0/8"], sensor="web-1", group_ipv6_64=False)
+    events = detector.feed(line, log="/var/log/auth.log", now=None)
+
+Each filter is one compiled alternation (see :mod:`.rules`); a line is searched by every filter whose ``require``
+literal it contains, and the matching pattern's rules count it in their windows (:mod:`.window`). The offline scanner
+(:mod:`.chunkscan`) finds matches in whole chunks instead of line by line but hands every match to the same
+:meth:`Detector._match`, so both paths give the same events — a test checks it on generated logs.
+
+The detector is not thread-safe and keeps only bounded state (windows, address and time caches, logins).
+``seq`` of the events is left ``None``: the oracle engine numbers what it sends.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pilot_tui.model import ThreatEvent, ValidationError, make_event
+
+from .addr import AddressBook
+from .rules import FilterSpec, Rule, RuleSet
+from .timeparse import LineClock, iso_utc
+from .window import DEFAULT_MAX_KEYS, Fire, Tracker
+
+MAX_REPEAT = 100_000
+"""Cap on one line's weight ("message repeated N times", a ``count`` group): N is text an attacker may shape."""
+
+LOCAL_SOURCE = "127.0.0.1"
+"""Source address of a user-keyed event (sudo) when the user's SSH login address is unknown."""
+
+MAX_LOGINS = 10_000
+
+MAX_IP_COUNTS = 200_000
+"""Addresses whose hits :attr:`DetectorStats.ip_hits` counts; later newcomers are not counted (memory stays bounded)."""
+
+_NAMED_GROUP_RE = re.compile(r"(?<!\\)((?:\\\\)*)\(\?P([<=])([A-Za-z_]\w*)")
+
+
+@dataclass(slots=True)
+class PatternInfo:
+    """What the engine needs to know about one branch of a compiled filter (group indexes; -1 = absent)."""
+
+    qualified: str
+    ip: int
+    user: int
+    repeat: int
+    count: int
+    login: bool
+    rules: tuple[tuple[int, Rule, int], ...]  # (rule index, rule, group index of rule.distinct or -1)
+    hits: int = 0
+
+
+class CompiledFilter:
+    """A filter's patterns merged into one regex; ``branches`` maps ``match.lastindex`` to the pattern matched."""
+
+    def __init__(self, spec: FilterSpec, rules: Iterable[tuple[int, Rule]]) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.require = spec.require
+        parts = [f"(?P<_b{i}>{_rename_groups(p.regex, i)})" for i, p in enumerate(spec.patterns)]
+        self.rx: re.Pattern[str] = re.compile(spec.prefix + "(?:" + "|".join(parts) + ")", re.MULTILINE)
+        index = self.rx.groupindex
+        rules = list(rules)
+        self.branches: dict[int, PatternInfo] = {}
+        self.by_index: list[PatternInfo | None] = [None] * (self.rx.groups + 1)
+        for i, p in enumerate(spec.patterns):
+
+            def group(name: str, i: int = i) -> int:
+                return index.get(f"_g{i}_{name}", index.get(name, -1))
+
+            mine = tuple(
+                (ri, r, group(r.distinct) if r.distinct else -1) for ri, r in rules if p.id in r.patterns
+            )
+            info = PatternInfo(
+                f"{spec.name}/{p.id}",
+                group("ip"),
+                group("user"),
+                group("repeat"),
+                group("count"),
+                p.login,
+                mine,
+            )
+            self.branches[index[f"_b{i}"]] = self.by_index[index[f"_b{i}"]] = info
+
+
+def _rename_groups(regex: str, i: int) -> str:
+    """Give pattern ``i``'s named groups unique names (``ip`` → ``_g3_ip``) so branches can share one regex."""
+    return _NAMED_GROUP_RE.sub(lambda m: f"{m.group(1)}(?P{m.group(2)}_g{i}_{m.group(3)}", regex)
+
+
+@dataclass(slots=True)
+class DetectorStats:
+    """Counters for ``scan`` summaries and the oracle's status line. Hits are lines, not weights."""
+
+    lines: int = 0
+    matched_lines: int = 0
+    ip_hits: Counter[str] = field(default_factory=Counter)
+    allowlisted: int = 0
+    bad_ip: int = 0
+    events: int = 0
+
+
+class Detector:
+    """Applies a :class:`RuleSet` to log lines and returns the events that are due (see the module doc).
+
+    ``allowlist`` holds addresses and CIDR networks never reported; ``group_ipv6_64`` counts IPv6 sources per /64
+    (the event then names the last address seen); ``count_ips`` keeps per-address hit counts for summaries (for at
+    most :data:`MAX_IP_COUNTS` addresses, so it is safe to leave on in a long-running oracle).
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        allowlist: Iterable[str] = (),
+        sensor: str | None = None,
+        group_ipv6_64: bool = False,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        count_ips: bool = True,
+    ) -> None:
+        if sensor is not None:
+            try:
+                make_event(LOCAL_SOURCE, "check", "info", sensor=sensor)
+            except ValidationError as exc:
+                raise ValueError(f"sensor name {sensor!r}: {exc.detail}") from None
+        self.rules = rules
+        self.sensor = sensor
+        self.addresses = AddressBook(allowlist, group_ipv6_64)
+        self.tracker = Tracker(max_keys)
+        self.clock = LineClock()
+        self.stats = DetectorStats()
+        self.count_ips = count_ips
+        self._logins: OrderedDict[str, str] = OrderedDict()
+        self._addr_cache = self.addresses._cache  # read directly on the hot path; resolve() fills it
+        self._rule_hits = [0] * len(rules.rules)
+        indexed = list(enumerate(rules.rules))
+        self.filters: tuple[CompiledFilter, ...] = tuple(
+            CompiledFilter(spec, [(i, r) for i, r in indexed if r.filter == spec.name])
+            for spec in rules.filters
+        )
+
+    def feed(self, line: str, log: str, now: float | None = None) -> list[ThreatEvent]:
+        """Process one line (without or with its line ending) from ``log``; return the events it triggers.
+
+        ``now`` is the wall-clock time used for lines that carry no timestamp and as the reference year for syslog
+        times; ``None`` means :func:`time.time`.
+        """
+        ref = time.time() if now is None else now
+        line = line.rstrip("\r\n")
+        self.stats.lines += 1
+        events: list[ThreatEvent] = []
+        matched = False
+        for cf in self.filters:
+            if cf.require is not None and cf.require not in line:
+                continue
+            m = cf.rx.search(line)
+            if m is not None:
+                matched = True
+                self._match(cf, m, line, log, ref, events)
+        if matched:
+            self.stats.matched_lines += 1
+        return events
+
+    def rule_hits(self) -> dict[str, int]:
+        """Lines counted per rule (after the allowlist), as rule name → count."""
+        return {rule.name: n for rule, n in zip(self.rules.rules, self._rule_hits, strict=True)}
+
+    def pattern_hits(self) -> dict[str, int]:
+        """Lines matched per pattern, as ``filter/pattern`` → count."""
+        return {info.qualified: info.hits for cf in self.filters for info in cf.branches.values()}
+
+    def _match(
+        self, cf: CompiledFilter, m: re.Match[str], line: str, log: str, ref: float, out: list[ThreatEvent]
+    ) -> None:
+        """Count one matched line. Shared by :meth:`feed` and the chunk scanner — keep both paths identical.
+
+        This runs for every matching line of a scan, so it avoids attribute chains and calls where it can.
+        """
+        info = cf.by_index[m.lastindex]  # type: ignore[index]
+        info.hits += 1
+        addr = key_ip = None
+        if info.ip >= 0:
+            text = m.group(info.ip)
+            if text is not None:
+                res = self._addr_cache.get(text)
+                if res is None:
+                    res = self.addresses.resolve(text)
+                if res is None:
+                    self.stats.bad_ip += 1
+                elif res is False:
+                    self.stats.allowlisted += 1
+                    return
+                else:
+                    addr, key_ip = res
+        user = m.group(info.user) if info.user >= 0 else None
+        if info.login:
+            if user and addr:
+                logins = self._logins
+                logins[user] = addr
+                logins.move_to_end(user)
+                if len(logins) > MAX_LOGINS:
+                    logins.popitem(last=False)
+            if not info.rules:
+                return
+        weight = 1
+        if info.repeat >= 0:
+            rep = m.group(info.repeat)
+            if rep:
+                weight = min(int(rep), MAX_REPEAT)
+        if info.count >= 0:
+            cnt = m.group(info.count)
+            if cnt:
+                weight = min(weight * int(cnt), MAX_REPEAT)
+        if weight <= 0:
+            return
+        ts = self.clock.line_time(line, ref)
+        if ts is None:
+            ts = ref
+        if addr is not None and self.count_ips:
+            ip_hits = self.stats.ip_hits
+            n = ip_hits.get(addr)
+            if n is not None:
+                ip_hits[addr] = n + 1
+            elif len(ip_hits) < MAX_IP_COUNTS:  # bounded for a long-running oracle
+                ip_hits[addr] = 1
+        hit = self.tracker.hit
+        for rule_index, rule, distinct in info.rules:
+            if rule.key == "ip":
+                if key_ip is None:
+                    continue
+                key, source = key_ip, addr
+            else:
+                if not user:
+                    continue
+                key, source = user, addr or self._logins.get(user)
+            self._rule_hits[rule_index] += 1
+            value = m.group(distinct) if distinct >= 0 else None
+            fire = hit(rule_index, rule, key, ts, weight, value, line, user, source)
+            if fire is not None:
+                out.append(self._event(rule, fire, log, ts))
+
+    def _event(self, rule: Rule, fire: Fire, log: str, ts: float) -> ThreatEvent:
+        st = fire.state
+        user = st.user[:128] if st.user else None
+        event = make_event(
+            st.ip or LOCAL_SOURCE,
+            rule.anomaly,
+            rule.severity_for(fire.count),
+            sensor=self.sensor,
+            rule=rule.name,
+            count=fire.count,
+            window_s=rule.findtime,
+            user=user,
+            log=log[:1024] or None,
+            evidence=list(st.evidence),
+            ts=iso_utc(ts),
+        )
+        self.stats.events += 1
+        return event
