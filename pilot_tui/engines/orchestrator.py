@@ -116,7 +116,9 @@ class OrchestratorEngine:
     # -- stream receiver -------------------------------------------------------------------------------------
 
     async def _stream_receiver(self) -> None:
-        self._set_receiver("stream", state="starting", detail=f"binding port {self.config.port}")
+        previous = self.receivers.get("stream")
+        last = f" (last error: {previous.detail})" if previous and previous.state == "restarting" else ""
+        self._set_receiver("stream", state="starting", detail=f"binding port {self.config.port}{last}")
         listener = await open_stream_listener(self.pilotctl, self.config.port, backend=self.config.stream_backend)
         try:
             state = "running" if listener.can_reply else "degraded"
