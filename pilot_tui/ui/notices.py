@@ -1,0 +1,49 @@
+"""Which engine updates deserve a notification, and how an error reads in one line. No Textual import."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pilot_tui.model import printable
+
+MITIGATION_NOTICES = {
+    "applied": ("information", "blocked"),
+    "already_applied": ("information", "already blocked"),
+    "refused": ("warning", "block refused"),
+    "failed": ("error", "block failed"),
+    "expired": ("information", "block expired"),
+}
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """One line for a notification: pilotctl errors give ``code: message (hint)``; ``ValueError`` its message."""
+    if exc is None:
+        return "unknown error"
+    one_line = getattr(exc, "one_line", None)
+    if callable(one_line):
+        return printable(str(one_line()))[:300]
+    if isinstance(exc, ValueError):
+        return printable(str(exc))[:300]
+    return printable(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def notices_for(updates: Iterable[Any]) -> list[tuple[str, str]]:
+    """(severity, text) notifications for a batch of updates: notices, mitigation outcomes, sensor alerts."""
+    out: list[tuple[str, str]] = []
+    for update in updates:
+        kind = type(update).__name__
+        if kind == "Notice":
+            level = {"error": "error", "warning": "warning"}.get(update.level, "information")
+            out.append((level, printable(update.message)[:300]))
+        elif kind == "MitigationUpdate" and update.status in MITIGATION_NOTICES:
+            level, verb = MITIGATION_NOTICES[update.status]
+            detail = f" — {update.detail}" if update.detail else ""
+            out.append((level, printable(f"{update.source_ip}: {verb}{detail}")[:300]))
+        elif kind == "SensorAlert":
+            out.append(("warning", printable(f"sensor {update.sensor}: {update.kind} — {update.detail}")[:300]))
+        elif kind == "SourceError":
+            out.append(("warning", printable(f"log source {update.source}: {update.message}")[:300]))
+        elif kind == "ActionFailed":
+            out.append(("error", printable(f"firewall {update.backend} failed for {update.ip}: {update.detail}")[:300]))
+    return out

@@ -1,0 +1,128 @@
+"""The executor's view: requests received and how each was judged, active blocks with their expiry, dry-run banner.
+
+Everything shown comes from the engine's state (``state()``, ``firewall``) and its block store (``active_blocks()``,
+``history()``), re-read when the engine reports anything (coalesced to the app's tick) and once a second for the
+expiry countdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label
+
+from ..messages import EngineUpdates
+from ..widgets.executor_panels import (
+    DECISION_COLUMNS,
+    banner_text,
+    block_row,
+    decision_detail,
+    decision_row,
+    executor_status_text,
+)
+from ..widgets.key_hints import KeyHints
+from ..widgets.status_line import StatusLine
+from ..widgets.view_bar import ViewBar
+from .base import EngineScreen
+from .detail import EventDetailScreen
+
+HISTORY_ROWS = 200
+"""Decisions listed (newest first)."""
+
+
+class ExecutorScreen(EngineScreen):
+    """View of one executor engine."""
+
+    CSS_PATH = "executor.tcss"
+    ENGINES = ("executor",)
+    HELP_SECTION = "Executor"
+    BINDINGS = [
+        Binding("enter", "decision_detail", "Decision detail"),
+        Binding("r", "reload", "Refresh"),
+    ]
+
+    def __init__(self, engine: Any, *, view_name: str = "executor") -> None:
+        super().__init__()
+        self.engine = engine
+        self.view_name = view_name
+        self.decisions: list[dict[str, Any]] = []
+        self._blocks: list[Any] = []
+        self._blocks_key: list[tuple[str, ...]] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield ViewBar(self.view_name, "executor")
+        yield StatusLine(id="exec-banner", classes="status-lines")
+        yield StatusLine(id="exec-status", classes="status-lines")
+        with Horizontal(id="exec-main"):
+            with Vertical(id="exec-blocks-box"):
+                yield StatusLine(id="blocks-title", classes="panel-title")
+                yield DataTable(id="blocks", cursor_type="none", show_cursor=False, zebra_stripes=True)
+            with Vertical(id="exec-decisions-box"):
+                yield Label("Requests and decisions (newest first) — Enter for detail", classes="panel-title")
+                yield DataTable(id="decisions", cursor_type="row", zebra_stripes=True)
+        yield KeyHints()
+
+    def on_mount(self) -> None:
+        self.query_one("#blocks", DataTable).add_columns("IP", "EXPIRES IN", "BACKEND", "ASKED BY", "REASON")
+        self.query_one("#decisions", DataTable).add_columns(*DECISION_COLUMNS)
+        banner = self.query_one("#exec-banner", StatusLine)
+        dry = bool(getattr(self.engine.firewall, "dry_run", False))
+        banner.display = dry
+        banner.update(banner_text(dry))
+        self.action_reload()
+        self.set_interval(1.0, self._show_blocks)
+        self.query_one("#decisions", DataTable).focus()
+
+    def on_engine_updates(self, message: EngineUpdates) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self._show_status()
+        self._show_blocks()
+        self._show_decisions()
+
+    def _show_status(self) -> None:
+        self.query_one("#exec-status", StatusLine).update(executor_status_text(self.engine.state(), self.clock()))
+
+    def _show_blocks(self) -> None:
+        """Active blocks with their countdown (re-read every second; the table is rebuilt only on change)."""
+        now = self.clock()
+        self._blocks = self.engine.store.active_blocks()[:HISTORY_ROWS]
+        rows = [block_row(block, now) for block in self._blocks]
+        key = [tuple(str(cell) for cell in row) for row in rows]
+        if key == self._blocks_key:
+            return
+        self._blocks_key = key
+        table = self.query_one("#blocks", DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(*row)
+        self.query_one("#blocks-title", StatusLine).show(Text(f"Active blocks ({len(self._blocks)})"))
+        if not self._blocks:
+            table.add_row(Text("none", style="dim"), "", "", "", "")
+
+    def _show_decisions(self) -> None:
+        table = self.query_one("#decisions", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        self.decisions = self.engine.store.history(HISTORY_ROWS)
+        for row in self.decisions:
+            table.add_row(*decision_row(row))
+        if self.decisions and cursor > 0:
+            table.move_cursor(row=min(cursor, len(self.decisions) - 1), animate=False)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_decision_detail()
+
+    def action_decision_detail(self) -> None:
+        table = self.query_one("#decisions", DataTable)
+        if not 0 <= table.cursor_row < len(self.decisions):
+            self.notify("No decision selected.", severity="warning", timeout=3)
+            return
+        row = self.decisions[table.cursor_row]
+        self.app.push_screen(EventDetailScreen("Decision", decision_detail(row)))

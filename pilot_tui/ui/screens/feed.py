@@ -1,0 +1,243 @@
+"""The orchestrator's threat feed: filterable virtual table, detail pane, stats, and the analyst's actions.
+
+Every action goes through the engine (``acknowledge``, ``false_positive``, ``reopen``, ``mitigate``); the screen
+only decides what to ask and shows what the engine reports. Store reads are the feed queries over the store's
+connection. New events are picked up on the app's update tick (≤10×/s), never per event.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Input
+
+from pilot_tui.engines.orchestrator import OrchestratorEngine
+from pilot_tui.model import SEVERITIES
+from pilot_tui.store import feed
+from pilot_tui.store.events import StoredEvent
+
+from ..feedquery import FeedWindow
+from ..filters import ViewFilter, parse_query
+from ..messages import EngineUpdates, FeedCursorMoved, FeedRowChosen
+from ..widgets.event_detail import EventDetail
+from ..widgets.feed_table import FeedTable
+from ..widgets.key_hints import KeyHints
+from ..widgets.orchestrator_panels import StatsStrip, status_text
+from ..widgets.status_line import StatusLine
+from ..widgets.view_bar import ViewBar
+from .base import EngineScreen
+from .triage import TriageActions
+
+STATS_EVERY_S = 2.0
+"""Top sources and the per-minute sparkline are aggregate queries: refreshed at most this often."""
+
+TRIAGE_KINDS = frozenset({"TriageChanged", "MitigationUpdate"})
+
+
+def stats_query(conn: Any, now: float) -> tuple[list[tuple[str, int]], list[int]]:
+    """(top 5 sources, events per minute over 30 minutes) — run by the store reader."""
+    return feed.top_sources(conn, 5), feed.per_minute(conn, 30, now=now)
+
+
+class FeedScreen(TriageActions, EngineScreen):
+    """Threat feed of one :class:`OrchestratorEngine`."""
+
+    CSS_PATH = "feed.tcss"
+    ENGINES = ("orchestrator",)
+    HELP_SECTION = "Threat feed"
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "severity", "Min severity", show=False),
+        Binding("h", "hide_handled", "Hide handled", show=False),
+        Binding("a", "acknowledge", "Ack"),
+        Binding("f", "false_positive", "False positive", show=False),
+        Binding("o", "reopen", "Reopen", show=False),
+        Binding("m", "mitigate", "Mitigate"),
+        Binding("i", "incidents", "Incidents"),
+        Binding("t", "sensors", "Trust"),
+        Binding("x", "quarantine", "Quarantine payloads", show=False),
+        Binding("escape", "back", "Close / clear", show=False),
+    ]
+
+    VIEW = "feed"
+
+    def __init__(self, engine: OrchestratorEngine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.orchestrator = engine
+        self.window = FeedWindow(engine.store.conn)
+        self._stats_at = 0.0
+        self._stats_dirty = True
+        self._quarantined = engine.store.quarantine_count()
+
+    # -- layout ------------------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield ViewBar("feed", "orchestrator")
+        yield StatusLine(id="feed-status", classes="status-lines")
+        yield Input(placeholder="filter: ip:203.0.113.7 anomaly:brute sensor:web sev:high or any text — "
+                                "Enter applies, Esc cancels", id="filter-input", max_length=200)
+        with Horizontal(id="feed-main"):
+            yield FeedTable(self.window, id="feed-table")
+            yield EventDetail(id="feed-detail")
+        yield StatsStrip(id="feed-stats")
+        yield KeyHints()
+
+    @property
+    def table(self) -> FeedTable:
+        return self.query_one(FeedTable)
+
+    @property
+    def detail(self) -> EventDetail:
+        return self.query_one(EventDetail)
+
+    def on_mount(self) -> None:
+        self.table.reload(reset=True)
+        self.table.focus()
+        self._show_status()
+        self._refresh_stats(force=True)
+
+    # -- engine updates ------------------------------------------------------------------------------------------
+
+    def on_engine_updates(self, message: EngineUpdates) -> None:
+        kinds = message.kinds
+        if "EventsStored" in kinds or kinds & TRIAGE_KINDS:
+            full = bool(kinds & TRIAGE_KINDS) and self.window.filter.hide_handled
+            added = self.window.refresh(full=full)
+            self.table.reload(added_on_top=added)
+            self._stats_dirty = True
+            if kinds & TRIAGE_KINDS and self.detail.display:
+                self.detail.show(self.table.current)
+        if "Quarantined" in kinds:
+            self._quarantined = self.engine.store.quarantine_count()
+        self._show_status()
+        self._refresh_stats()
+
+    def _show_status(self) -> None:
+        flt = self.window.filter
+        total = self.engine.store.total() if flt.active else self.window.total
+        self.query_one("#feed-status", StatusLine).update(status_text(
+            receivers=self.engine.receivers, total=total, shown=self.window.total, quarantined=self._quarantined,
+            exec_node=self.engine.config.exec_node, flt=flt, now=self.clock(), counting=self.window.counting))
+
+    def _refresh_stats(self, *, force: bool = False) -> None:
+        """Top sources and the per-minute rate: inline when forced (first paint), else in a worker thread."""
+        mono = time.monotonic()
+        if not force and (not self._stats_dirty or mono - self._stats_at < STATS_EVERY_S):
+            return
+        self._stats_at, self._stats_dirty = mono, False
+        if force:
+            self._show_stats(stats_query(self.engine.store.conn, self.clock()))
+        else:
+            self.run_worker(self._load_stats(), name="feed stats", group="stats", exclusive=True,
+                            exit_on_error=False)
+
+    async def _load_stats(self) -> None:
+        now = self.clock()
+        self._show_stats(await self.pilot_app.reader.run(lambda conn: stats_query(conn, now)))
+
+    def _show_stats(self, stats: tuple[list[tuple[str, int]], list[int]]) -> None:
+        self.query_one(StatsStrip).show(*stats)
+
+    # -- table events ----------------------------------------------------------------------------------------
+
+    def on_feed_cursor_moved(self, message: FeedCursorMoved) -> None:
+        if self.detail.display:
+            self.detail.show(message.stored)
+
+    def on_feed_row_chosen(self, message: FeedRowChosen) -> None:
+        self._toggle_detail(message.stored)
+
+    def _toggle_detail(self, stored: StoredEvent | None) -> None:
+        opening = not self.detail.display
+        self.detail.display = opening
+        self.set_class(opening, "-detail-open")
+        if opening:
+            self.detail.show(stored)
+        self.table.focus()
+
+    # -- filter ----------------------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter-input", Input)
+        box.value = self.window.filter.query()
+        box.display = True
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter-input":
+            return
+        event.stop()
+        self.apply_filter(parse_query(event.value, self.window.filter))
+        event.input.display = False
+        self.table.focus()
+
+    def apply_filter(self, flt: ViewFilter) -> None:
+        """Show only events matching ``flt`` (cursor back to the newest).
+
+        A free-text filter has to look into every stored event to count its matches (~0.1 s at 50k): the first
+        rows show at once and the count arrives from a worker thread.
+        """
+        self.window.set_filter(flt, defer_count=bool(flt.text))
+        self.table.reload(reset=True)
+        self._show_status()
+        if self.window.counting:
+            self.run_worker(self._count(), name="count matches", group="count", exclusive=True,
+                            exit_on_error=False)
+
+    async def _count(self) -> None:
+        flt, bound, query = self.window.count_query()
+        counted = await self.pilot_app.reader.run(query)
+        if self.window.finish_count(flt, bound, counted):
+            self.table.reload()
+            self._show_status()
+
+    def action_severity(self) -> None:
+        flt = self.window.filter
+        self.apply_filter(replace(flt, min_severity=(flt.min_severity + 1) % len(SEVERITIES)))
+        self.notify(f"minimum severity: {SEVERITIES[self.window.filter.min_severity]}", timeout=2)
+
+    def action_hide_handled(self) -> None:
+        flt = self.window.filter
+        self.apply_filter(replace(flt, hide_handled=not flt.hide_handled))
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter-input", Input)
+        if box.display:
+            box.display = False
+            self.table.focus()
+        elif self.detail.display:
+            self._toggle_detail(None)
+        elif self.window.filter.active:
+            self.apply_filter(ViewFilter())
+
+    def filter_by_ip(self, ip: str | None) -> None:
+        """Show one attacker's events (from the incidents view)."""
+        if ip:
+            self.apply_filter(parse_query(f"ip:{ip}", self.window.filter))
+
+    # -- secondary views -----------------------------------------------------------------------------------
+
+    def action_incidents(self) -> None:
+        from .incidents import IncidentsScreen
+
+        self.app.push_screen(IncidentsScreen(self.engine), self._incident_chosen)
+
+    def _incident_chosen(self, ip: str | None) -> None:
+        self.filter_by_ip(ip)
+
+    def action_sensors(self) -> None:
+        from .sensors import SensorsScreen
+
+        self.app.push_screen(SensorsScreen(self.engine))
+
+    def action_quarantine(self) -> None:
+        from .quarantine import QuarantineScreen
+
+        self.app.push_screen(QuarantineScreen(self.engine))

@@ -1,0 +1,156 @@
+"""Incidents: one row per source IP across sensors and anomalies (``feed.incidents``), at most 200.
+
+Enter returns the IP to the feed, which then shows only that attacker's events; ``m`` asks to block it.
+"""
+
+from __future__ import annotations
+
+import orjson
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from pilot_tui.engines.orchestrator import OrchestratorEngine
+from pilot_tui.store import feed
+
+from ..format import fmt_hms, safe, severity_name, state_label, truncate
+from ..messages import EngineUpdates
+from ..widgets.key_hints import KeyHints
+from ..widgets.view_bar import ViewBar
+from .base import SecondaryScreen
+
+INCIDENT_LIMIT = 200
+
+RELOAD_EVERY_S = 2.0
+"""While shown, the list is rebuilt at most this often when events arrive."""
+
+SEV_STYLES = ("dim", "cyan", "yellow", "bold dark_orange", "bold red")
+
+
+class IncidentsScreen(SecondaryScreen):
+    """Attackers, most recently active first."""
+
+    CSS_PATH = "secondary.tcss"
+    HELP_SECTION = "Incidents"
+    ENGINES = ("orchestrator",)
+    BINDINGS = [
+        Binding("escape", "close", "Back"),
+        Binding("enter", "choose", "Show events"),
+        Binding("m", "mitigate", "Mitigate"),
+        Binding("r", "reload", "Refresh"),
+    ]
+
+    def __init__(self, engine: OrchestratorEngine) -> None:
+        super().__init__()
+        self.engine = engine
+        self._ips: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield ViewBar("feed", "incidents — one row per source IP")
+        yield Static(id="incidents-summary", classes="summary", markup=False)
+        yield DataTable(id="incidents", cursor_type="row", zebra_stripes=True)
+        yield KeyHints()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("LAST", "SOURCE IP", "MAX SEV", "EVENTS", "SENSORS", "OPEN", "STATE", "ANOMALIES",
+                          "SEEN BY", "HITS")
+        self.query_one("#incidents-summary", Static).update(Text("loading…", style="dim italic"))
+        self._dirty = True
+        self._reload_if_changed()
+        self.set_interval(RELOAD_EVERY_S, self._reload_if_changed)
+        table.focus()
+
+    def on_engine_updates(self, message: EngineUpdates) -> None:
+        if message.new_events or {"TriageChanged", "MitigationUpdate"} & message.kinds:
+            self._dirty = True
+
+    _dirty = False
+
+    def _reload_if_changed(self) -> None:
+        """While shown, new events re-read the incidents in a worker thread (the query groups every event)."""
+        if self._dirty:
+            self._dirty = False
+            self.run_worker(self._load(), name="incidents", group="incidents", exclusive=True, exit_on_error=False)
+
+    async def _load(self) -> None:
+        reader = getattr(self.app, "reader", None)
+        if reader is None:
+            self.show(feed.incidents(self.engine.store.conn, INCIDENT_LIMIT))
+        else:
+            self.show(await reader.run(lambda conn: feed.incidents(conn, INCIDENT_LIMIT)))
+
+    def action_reload(self) -> None:
+        """Re-read the incidents now (``r``, and when the screen opens)."""
+        self.show(feed.incidents(self.engine.store.conn, INCIDENT_LIMIT))
+
+    def show(self, rows: list[feed.Incident]) -> None:
+        """Fill the table with ``rows``, keeping the cursor's position."""
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        self._ips = [inc.source_ip for inc in rows]
+        for inc in rows:
+            mitigation = _mitigation(inc.mitigation)
+            label, _ = state_label("new" if inc.open_events else "acknowledged", mitigation)
+            table.add_row(
+                fmt_hms(inc.last_seen),
+                Text(truncate(safe(inc.source_ip), 24), style="bold"),
+                Text(severity_name(inc.max_severity), style=SEV_STYLES[max(0, min(4, inc.max_severity))]),
+                f"{inc.events:,}",
+                Text(str(len(inc.sensors)), style="bold yellow" if len(inc.sensors) > 1 else ""),
+                f"{inc.open_events:,}",
+                label,
+                Text(truncate(safe(", ".join(inc.anomalies)), 40)),
+                Text(truncate(safe(", ".join(inc.sensors)), 48)),
+                f"{inc.total_count:,}",
+                key=inc.source_ip,
+            )
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        total = sum(i.events for i in rows)
+        multi = sum(1 for i in rows if len(i.sensors) > 1)
+        self.query_one("#incidents-summary", Static).update(Text(
+            f"{len(rows)} source IPs · {total:,} events · {multi} seen by more than one sensor"
+            + (f" · first {INCIDENT_LIMIT} shown" if len(rows) >= INCIDENT_LIMIT else "")))
+
+    def _current_ip(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self._ips or table.cursor_row < 0:
+            return None
+        return self._ips[min(table.cursor_row, len(self._ips) - 1)]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_choose()
+
+    def action_choose(self) -> None:
+        self.dismiss(self._current_ip())
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_mitigate(self) -> None:
+        ip = self._current_ip()
+        if ip is None:
+            return
+        latest = feed.window(self.engine.store.conn, feed.FeedFilter(source_ip=ip), 0, 1)
+        if not latest:
+            return
+        from .feed import FeedScreen
+
+        feed_screen = next((s for s in self.app.screen_stack if isinstance(s, FeedScreen)), None)
+        if feed_screen is not None:
+            feed_screen.ask_mitigate(latest[0])
+
+
+def _mitigation(raw: str | None) -> dict[str, object] | None:
+    """The stored mitigation outcome (JSON) of an incident's events, or ``None``."""
+    if not raw:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,106 @@
+"""Pieces of the oracle view: status lines, the send log's lines, and rows for the files and detections tables.
+
+Pure functions of engine state and updates (no Textual import), so plain tests cover them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.text import Text
+
+from pilot_tui.engines.updates import SendResult
+from pilot_tui.model import ThreatEvent
+
+from ..format import fmt_age, fmt_bytes, fmt_hms, safe, truncate, ts_hms
+
+PEER_STYLES = {"reachable": "bold green", "unknown": "dim", "unreachable": "bold red", "no-trust": "bold yellow",
+               "daemon-down": "bold red"}
+
+
+def oracle_status_text(*, sensor: str, peer: str, port: int, transport: str, peer_state: str, paused: bool,
+                       depth: int, oldest_age: float | None, counts: Mapping[str, int], lines_read: int,
+                       detections: int, last_error: str = "") -> Text:
+    """Two lines: who sends to whom and how, then the outbox and counters."""
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append("sending ", style="dim")
+    text.append(" PAUSED " if paused else "on", style="bold reverse yellow" if paused else "bold green")
+    text.append(" · pilot ", style="dim")
+    text.append(peer_state, style=PEER_STYLES.get(peer_state, ""))
+    text.append(" · ", style="dim")
+    text.append(safe(sensor or "this node"), style="bold")
+    text.append(" → ", style="dim")
+    text.append(f"{safe(peer)}:{port}", style="bold")
+    text.append(" via ", style="dim")
+    text.append(transport, style="bold")
+    text.append("\n")
+    text.append("outbox ", style="dim")
+    text.append(f"{depth:,} pending", style="bold yellow" if depth else "bold")
+    text.append(" · oldest ")
+    text.append(fmt_age(oldest_age), style="bold red" if oldest_age and oldest_age > 60 else "bold")
+    text.append(f" · delivered {counts.get('delivered', 0):,} · rejected {counts.get('rejected', 0):,}")
+    text.append(f" · lines {lines_read:,} · detections {detections:,}", style="dim")
+    if last_error:
+        text.append("  ")
+        text.append(safe(last_error), style="red")
+    return text
+
+
+def send_result_text(result: SendResult) -> Text:
+    """One send-log entry: time, outcome, size, latency, and the pilotctl error code and hint on failure (long
+    failures wrap onto more lines)."""
+    text = Text(end="")
+    text.append(fmt_hms(result.at), style="dim")
+    if result.ok:
+        text.append(" ✓ ", style="bold green")
+    else:
+        text.append(" ✗ ", style="bold red")
+    text.append(f"{result.events:>3} ev {fmt_bytes(result.bytes):>9} {result.latency_ms:6.0f} ms ")
+    if result.ok:
+        text.append(result.ack, style="green" if result.ack == "stored" else "yellow")
+        if result.duplicates:
+            text.append(f" dup {result.duplicates}", style="dim")
+        if result.rejected:
+            text.append(f" rejected {result.rejected}", style="bold red")
+    else:
+        text.append(safe(result.error_code or "error"), style="bold red")
+        if result.error:
+            text.append(f" {safe(truncate(result.error, 60))}")
+        if result.hint:
+            text.append(" — hint: ", style="dim")
+            text.append(safe(truncate(result.hint, 80)), style="italic")
+        if result.retry_in_s:
+            text.append(f" · retry in {result.retry_in_s:.0f}s", style="dim")
+    return text
+
+
+def file_row(stats: Any) -> tuple[Text, str, str, str, str, Text]:
+    """(path, size, offset, lines/s, rotations, state) of one followed file (``FileStats`` or journal stats)."""
+    path = getattr(stats, "path", None) or "journal:" + ",".join(getattr(stats, "units", ()) or ("all",))
+    state = str(getattr(stats, "state", ""))
+    rotations = getattr(stats, "rotations", getattr(stats, "restarts", 0))
+    size = getattr(stats, "size", None)
+    offset = getattr(stats, "offset", None)
+    return (
+        Text(safe(path), overflow="ellipsis", no_wrap=True),
+        fmt_bytes(size) if size is not None else "—",
+        fmt_bytes(offset) if offset is not None else "—",
+        f"{getattr(stats, 'lines_per_s', 0.0):.1f}",
+        str(rotations),
+        Text(safe(state), style="red" if state.startswith("error") else "green" if state == "following" else "yellow"),
+    )
+
+
+SEV_STYLES = ("dim", "cyan", "yellow", "bold dark_orange", "bold red")
+
+
+def detection_row(event: ThreatEvent) -> tuple[str, Text, Text, Text, str]:
+    """(time, severity, anomaly, source IP, count) of one detection."""
+    return (
+        ts_hms(event.ts),
+        Text(event.severity, style=SEV_STYLES[event.severity_rank]),
+        Text(safe(event.anomaly)),
+        Text(safe(event.source_ip), style="bold"),
+        str(event.count or ""),
+    )
