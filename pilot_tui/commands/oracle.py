@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Mapping
 
 from pilot_tui import paths
 from pilot_tui.engines import updates as u
@@ -41,6 +42,26 @@ def check_logs(logs: list[str]) -> str | None:
     return None
 
 
+CONNECT_TIMEOUT_ENV = "PILOT_TUI_CONNECT_TIMEOUT"
+"""Seconds a stream ``connect`` waits for the orchestrator's reply before it counts as failed and is retried
+(default 10). A lost stream costs this long; the chaos suite sets ~1 s so a lossy network (10 % drops) still
+drains quickly. Not a flag on purpose: it is a tuning knob for tests and unusual links, not everyday use."""
+
+
+def connect_timeout_from_env(env: Mapping[str, str] | None = None) -> float:
+    """``$PILOT_TUI_CONNECT_TIMEOUT`` as seconds (0.1 … 300), or the engine's default; ValueError when malformed."""
+    raw = (os.environ if env is None else env).get(CONNECT_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return float(OracleConfig.__dataclass_fields__["connect_timeout"].default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{CONNECT_TIMEOUT_ENV}={raw!r}: not a number of seconds") from None
+    if not 0.1 <= value <= 300:
+        raise ValueError(f"{CONNECT_TIMEOUT_ENV}={raw!r}: must be between 0.1 and 300 seconds")
+    return value
+
+
 def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  # type: ignore[no-untyped-def]
     """Wire sources, rules, outbox and sender for these arguments (raises ValueError / PilotError / RuleError)."""
     from pilot_tui.detect import Detector, load_rules
@@ -61,7 +82,7 @@ def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  #
     rules = load_rules(rules_file=args.rules)
     detector = Detector(rules, allowlist=list(args.allowlist or []), sensor=sensor)
     config = OracleConfig(peer=args.peer, port=args.port or 1000, transport=args.transport or "stream",
-                          sensor=sensor)
+                          sensor=sensor, connect_timeout=connect_timeout_from_env())
     return OracleEngine(pilotctl or make_pilotctl(args.pilotctl), outbox, [sources], detector, config)
 
 

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
 from pilot_tui.model import ThreatEvent
 
-from .engine import Detector
+from .engine import CompiledFilter, Detector
 from .rules import RuleSet, load_rules
 
 DEFAULT_CHUNK = 8 * 1024 * 1024
@@ -131,57 +133,108 @@ def scan_chunk(detector: Detector, chunk: str, log: str, ref: float, out: list[T
     """Run every filter over ``chunk`` (whole lines) and feed matches to ``detector``; return lines with a match.
 
     The caller counts the chunk's lines; events are appended to ``out`` in line order. Each filter's matches come
-    from one ``finditer``; the streams are merged by line start (ties in filter order, as :meth:`Detector.feed`).
+    from one ``finditer``, consumed as they are found (a match object is dropped as soon as its line is handled,
+    which keeps memory hot in the cache); with several filters the streams are merged by line start, ties in
+    filter order, as :meth:`Detector.feed` visits them. A filter whose ``require`` literal is not in the chunk is
+    skipped without running its regex; each distinct literal is looked for once per chunk.
     """
     filters = detector.filters
-    heads: list[list[Any]] = []  # [line start, filter index, match, iterator]
+    present: dict[str, bool] = {}
+    heads: list[list[Any]] = []  # [line start, filter index, first match, iterator]
     for fi, cf in enumerate(filters):
-        if cf.require is not None and cf.require not in chunk:
-            continue
+        require = cf.require
+        if require is not None:
+            here = present.get(require)
+            if here is None:
+                here = present[require] = require in chunk
+            if not here:
+                continue
         it = cf.rx.finditer(chunk)
         m = next(it, None)
         if m is not None:
             heads.append([chunk.rfind("\n", 0, m.start()) + 1, fi, m, it])
-    match_line = detector._match
-    find, rfind = chunk.find, chunk.rfind
-    size = len(chunk)
-    matched = 0
-    last_line = -1
+    scan = _Scan(chunk)
+    count = detector._count
     while heads:
         if len(heads) > 1:
-            heads.sort(key=lambda h: (h[0], h[1]))
-            limit_start, limit_fi = heads[1][0], heads[1][1]
+            heads.sort()  # by (line start, filter index): unique, so matches are never compared
+            head, limit = heads[0], (heads[1][0], heads[1][1])
         else:
-            limit_start, limit_fi = size + 1, 0
-        start, fi, m, it = heads[0]
-        cf = filters[fi]
-        rx, require = cf.rx, cf.require
+            head, limit = heads[0], (len(chunk) + 1, 0)
+        cf = filters[head[1]]
+        count(cf, scan.lines(head, cf, limit), log, ref, out)
+        if scan.exhausted:
+            heads.pop(0)
+    return scan.matched
+
+
+class _Scan:
+    """One chunk's scan state; :meth:`lines` is the hot loop (one iteration per matching line)."""
+
+    __slots__ = ("chunk", "matched", "last_line", "exhausted")
+
+    def __init__(self, chunk: str) -> None:
+        self.chunk = chunk
+        self.matched = 0  # lines with a match (a line matched by two filters counts once)
+        self.last_line = -1
+        self.exhausted = False
+
+    def lines(
+        self, head: list[Any], cf: CompiledFilter, limit: tuple[int, int]
+    ) -> Iterator[tuple[re.Match[str], str]]:
+        """``(match, line)`` for ``head``'s matches in order, until one starts a line after ``limit`` (line start,
+        filter index): that match is stored back in ``head``; :attr:`exhausted` says the filter has no more.
+
+        Every line is judged as ``rx.search(line)`` would judge it: its leftmost match only (later matches on it
+        are skipped), and a match that runs past the line's end (``\\s`` or a negated class can cross a newline in
+        a chunk) is re-done on the line alone, the scan resuming at the next line.
+        """
+        chunk = self.chunk
+        find, rfind = chunk.find, chunk.rfind
+        size = len(chunk)
+        rx, require, fi = cf.rx, cf.require, head[1]
+        limit_start, limit_fi = limit
+        start, _, m, it = head
+        pending: re.Match[str] | None = m  # head's match: its line start is known
+        end = -1  # end of the last line judged
+        self.exhausted = False
         while True:
-            end = find("\n", m.start())
-            if end < 0:
-                end = size
-            line = chunk[start:end]
-            if m.end() > end:  # the match ran into the next line: judge this line alone, resume after it
-                it = rx.finditer(chunk, end + 1)
-                m = rx.search(line)
-            if m is not None and (require is None or require in line):
-                if start != last_line:
-                    matched += 1
-                    last_line = start
-                match_line(cf, m, line, log, ref, out)
-            m = next(it, None)
-            while m is not None and m.start() <= end:  # a second match on the same line
-                if m.end() > end:
-                    it = rx.finditer(chunk, end + 1)
-                m = next(it, None)
-            if m is None:
-                heads.pop(0)
-                break
-            start = rfind("\n", 0, m.start()) + 1
-            if start > limit_start or (start == limit_start and fi > limit_fi):
-                heads[0] = [start, fi, m, it]
-                break
-    return matched
+            restart = -1
+            for m in it if pending is None else chain((pending,), it):
+                p = m.start()
+                if pending is not None:
+                    pending = None
+                elif p <= end:  # another match on the line just judged
+                    if m.end() > end:  # …that ran into the next line: resume there
+                        restart = end + 1
+                        break
+                    continue
+                else:
+                    start = rfind("\n", 0, p) + 1
+                    if start > limit_start or (start == limit_start and fi > limit_fi):
+                        head[0], head[2], head[3] = start, m, it
+                        return
+                end = find("\n", p)
+                if end < 0:
+                    end = size
+                line = chunk[start:end]
+                if m.end() > end:  # ran into the next line: judge this line alone, resume after it
+                    restart = end + 1
+                    found = rx.search(line)
+                    if found is None:
+                        break
+                    m = found
+                if require is None or require in line:
+                    if start != self.last_line:
+                        self.matched += 1
+                        self.last_line = start
+                    yield m, line
+                if restart >= 0:
+                    break
+            if restart < 0:
+                self.exhausted = True
+                return
+            it = rx.finditer(chunk, restart)
 
 
 def scan_text(

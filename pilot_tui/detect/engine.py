@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pilot_tui.model import ThreatEvent, ValidationError, make_event
 
 from .addr import AddressBook
+from .events import EventFactory
 from .rules import FilterSpec, Rule, RuleSet
-from .timeparse import LineClock, iso_utc
-from .window import DEFAULT_MAX_KEYS, Fire, Tracker
+from .timeparse import FUTURE_SLACK, LineClock, iso_utc
+from .window import DEFAULT_MAX_KEYS, Fire, RulePlan, Tracker
 
 MAX_REPEAT = 100_000
 """Cap on one line's weight ("message repeated N times", a ``count`` group): N is text an attacker may shape."""
@@ -54,14 +55,14 @@ class PatternInfo:
     repeat: int
     count: int
     login: bool
-    rules: tuple[tuple[int, Rule, int], ...]  # (rule index, rule, group index of rule.distinct or -1)
+    rules: tuple[tuple[RulePlan, int], ...]  # (the rule's plan, group index of rule.distinct or -1)
     hits: int = 0
 
 
 class CompiledFilter:
     """A filter's patterns merged into one regex; ``branches`` maps ``match.lastindex`` to the pattern matched."""
 
-    def __init__(self, spec: FilterSpec, rules: Iterable[tuple[int, Rule]]) -> None:
+    def __init__(self, spec: FilterSpec, rules: Iterable[RulePlan]) -> None:
         self.spec = spec
         self.name = spec.name
         self.require = spec.require
@@ -77,7 +78,9 @@ class CompiledFilter:
                 return index.get(f"_g{i}_{name}", index.get(name, -1))
 
             mine = tuple(
-                (ri, r, group(r.distinct) if r.distinct else -1) for ri, r in rules if p.id in r.patterns
+                (plan, group(plan.rule.distinct) if plan.rule.distinct else -1)
+                for plan in rules
+                if p.id in plan.rule.patterns
             )
             info = PatternInfo(
                 f"{spec.name}/{p.id}",
@@ -140,11 +143,12 @@ class Detector:
         self._logins: OrderedDict[str, str] = OrderedDict()
         self._addr_cache = self.addresses._cache  # read directly on the hot path; resolve() fills it
         self._rule_hits = [0] * len(rules.rules)
-        indexed = list(enumerate(rules.rules))
+        self._events = EventFactory(sensor, rules.rules)
+        plans = [RulePlan(i, r) for i, r in enumerate(rules.rules)]
         self.filters: tuple[CompiledFilter, ...] = tuple(
-            CompiledFilter(spec, [(i, r) for i, r in indexed if r.filter == spec.name])
-            for spec in rules.filters
+            CompiledFilter(spec, [p for p in plans if p.rule.filter == spec.name]) for spec in rules.filters
         )
+        self._seconds = self.clock.seconds  # read directly on the hot path; line_time fills it
 
     def feed(self, line: str, log: str, now: float | None = None) -> list[ThreatEvent]:
         """Process one line (without or with its line ending) from ``log``; return the events it triggers.
@@ -163,7 +167,7 @@ class Detector:
             m = cf.rx.search(line)
             if m is not None:
                 matched = True
-                self._match(cf, m, line, log, ref, events)
+                self._count(cf, ((m, line),), log, ref, events)
         if matched:
             self.stats.matched_lines += 1
         return events
@@ -176,91 +180,107 @@ class Detector:
         """Lines matched per pattern, as ``filter/pattern`` → count."""
         return {info.qualified: info.hits for cf in self.filters for info in cf.branches.values()}
 
-    def _match(
-        self, cf: CompiledFilter, m: re.Match[str], line: str, log: str, ref: float, out: list[ThreatEvent]
+    def _count(
+        self,
+        cf: CompiledFilter,
+        found: Iterable[tuple[re.Match[str], str]],
+        log: str,
+        ref: float,
+        out: list[ThreatEvent],
     ) -> None:
-        """Count one matched line. Shared by :meth:`feed` and the chunk scanner — keep both paths identical.
+        """Count matched lines of filter ``cf`` — ``(match, line)`` pairs, in log order — appending events to ``out``.
 
-        This runs for every matching line of a scan, so it avoids attribute chains and calls where it can.
+        Shared by :meth:`feed` (one pair) and the chunk scanner (a run of one filter's matches, often thousands):
+        both paths run this very loop, which is why they give the same events. It runs once per matching line of a
+        scan, so everything it touches is hoisted into locals first, and the common cases (a known address, a
+        syslog second seen before) are single dict lookups.
         """
-        info = cf.by_index[m.lastindex]  # type: ignore[index]
-        info.hits += 1
-        addr = key_ip = None
-        if info.ip >= 0:
-            text = m.group(info.ip)
-            if text is not None:
-                res = self._addr_cache.get(text)
-                if res is None:
-                    res = self.addresses.resolve(text)
-                if res is None:
-                    self.stats.bad_ip += 1
-                elif res is False:
-                    self.stats.allowlisted += 1
-                    return
-                else:
-                    addr, key_ip = res
-        user = m.group(info.user) if info.user >= 0 else None
-        if info.login:
-            if user and addr:
-                logins = self._logins
-                logins[user] = addr
-                logins.move_to_end(user)
-                if len(logins) > MAX_LOGINS:
-                    logins.popitem(last=False)
-            if not info.rules:
-                return
-        weight = 1
-        if info.repeat >= 0:
-            rep = m.group(info.repeat)
-            if rep:
-                weight = min(int(rep), MAX_REPEAT)
-        if info.count >= 0:
-            cnt = m.group(info.count)
-            if cnt:
-                weight = min(weight * int(cnt), MAX_REPEAT)
-        if weight <= 0:
-            return
-        ts = self.clock.line_time(line, ref)
-        if ts is None:
-            ts = ref
-        if addr is not None and self.count_ips:
-            ip_hits = self.stats.ip_hits
-            n = ip_hits.get(addr)
-            if n is not None:
-                ip_hits[addr] = n + 1
-            elif len(ip_hits) < MAX_IP_COUNTS:  # bounded for a long-running oracle
-                ip_hits[addr] = 1
+        by_index = cf.by_index
+        addr_cache = self._addr_cache
+        stats = self.stats
+        seconds = self._seconds
+        late = ref + FUTURE_SLACK  # a syslog time past this belongs to the previous year (see timeparse)
+        ip_hits = stats.ip_hits if self.count_ips else None
+        logins = self._logins
+        rule_hits = self._rule_hits
         hit = self.tracker.hit
-        for rule_index, rule, distinct in info.rules:
-            if rule.key == "ip":
-                if key_ip is None:
+        for m, line in found:
+            info = by_index[m.lastindex]  # type: ignore[index]
+            info.hits += 1
+            addr = key_ip = None
+            if info.ip >= 0:
+                text = m.group(info.ip)
+                if text is not None:
+                    res = addr_cache.get(text)
+                    if res is None:
+                        res = self.addresses.resolve(text)
+                    if res is None:
+                        stats.bad_ip += 1
+                    elif res is False:
+                        stats.allowlisted += 1
+                        continue
+                    else:
+                        addr, key_ip = res
+            user = m.group(info.user) if info.user >= 0 else None
+            if info.login:
+                if user and addr:
+                    logins[user] = addr
+                    logins.move_to_end(user)
+                    if len(logins) > MAX_LOGINS:
+                        logins.popitem(last=False)
+                if not info.rules:
                     continue
-                key, source = key_ip, addr
+            weight = 1
+            if info.repeat >= 0:
+                rep = m.group(info.repeat)
+                if rep:
+                    weight = min(int(rep), MAX_REPEAT)
+            if info.count >= 0:
+                cnt = m.group(info.count)
+                if cnt:
+                    weight = min(weight * int(cnt), MAX_REPEAT)
+            if weight <= 0:
+                continue
+            pair = seconds.get(line[:15])  # LineClock.line_time's own fast path, without the call
+            if pair is not None:
+                ts = pair[0] if pair[0] <= late else pair[1]
             else:
-                if not user:
-                    continue
-                key, source = user, addr or self._logins.get(user)
-            self._rule_hits[rule_index] += 1
-            value = m.group(distinct) if distinct >= 0 else None
-            fire = hit(rule_index, rule, key, ts, weight, value, line, user, source)
-            if fire is not None:
-                out.append(self._event(rule, fire, log, ts))
+                ts = self.clock.line_time(line, ref)
+                if ts is None:
+                    ts = ref
+            if addr is not None and ip_hits is not None:
+                n = ip_hits.get(addr)
+                if n is not None:
+                    ip_hits[addr] = n + 1
+                elif len(ip_hits) < MAX_IP_COUNTS:  # bounded for a long-running oracle
+                    ip_hits[addr] = 1
+            for plan, distinct in info.rules:
+                if plan.by_ip:
+                    if key_ip is None:
+                        continue
+                    key, source = key_ip, addr
+                else:
+                    if not user:
+                        continue
+                    key, source = user, addr or logins.get(user)
+                rule_hits[plan.index] += 1
+                fire = hit(
+                    plan, key, ts, weight, m.group(distinct) if distinct >= 0 else None, line, user, source
+                )
+                if fire is not None:
+                    out.append(self._event(plan.rule, fire, log, ts))
 
     def _event(self, rule: Rule, fire: Fire, log: str, ts: float) -> ThreatEvent:
         st = fire.state
-        user = st.user[:128] if st.user else None
-        event = make_event(
+        event = self._events.build(
+            rule,
             st.ip or LOCAL_SOURCE,
-            rule.anomaly,
             rule.severity_for(fire.count),
-            sensor=self.sensor,
-            rule=rule.name,
-            count=fire.count,
-            window_s=rule.findtime,
-            user=user,
-            log=log[:1024] or None,
-            evidence=list(st.evidence),
-            ts=iso_utc(ts),
+            fire.count,
+            iso_utc(ts),
+            st.user[:128] if st.user else None,
+            log[:1024] or None,
+            st.evidence,
         )
         self.stats.events += 1
         return event

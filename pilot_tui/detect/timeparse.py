@@ -28,6 +28,9 @@ CACHE_MAX = 200_000
 FUTURE_SLACK = 86_400.0
 """A year-less syslog time further than this past the reference belongs to the previous year."""
 
+_SECONDS = {f"{i:02d}": i for i in range(100)}
+"""Two ASCII digits → their value: the seconds field of a syslog time (as loose as before: "60"–"99" pass)."""
+
 MONTHS = {
     m: i
     for i, m in enumerate(
@@ -89,25 +92,60 @@ def _clf(key: str) -> float | None:
 
 
 class LineClock:
-    """Turns a line into the epoch time it carries (or None); one instance per detector, caches shared by all logs."""
+    """Turns a line into the epoch time it carries (or None); one instance per detector, caches shared by all logs.
+
+    Syslog times are cached twice: per minute (``_syslog``: the local-time conversion, for this year and the one
+    before) and per second (``seconds``: the same pair plus the second, keyed by the line's first 15 characters).
+    ``seconds`` is derived from ``_syslog`` and cleared with it, so it never answers differently; it only saves the
+    slicing and digit checks on the hot path — :meth:`~.engine.Detector._match` reads it directly.
+    """
 
     def __init__(self) -> None:
         self._year = 0
         self._syslog: dict[str, tuple[float, float] | None] = {}
+        self.seconds: dict[str, tuple[float, float]] = {}
         self._iso: dict[str, float | None] = {}
         self._clf: dict[str, float | None] = {}
 
     def line_time(self, line: str, ref: float) -> float | None:
         """Time of ``line``; ``ref`` is "now" for the year guess of syslog times (see the module doc)."""
-        pair = self._syslog.get(line[:12])
-        if pair and line[12:13] == ":":  # fast path: a syslog minute seen before
-            sec = line[13:15]
-            if len(sec) == 2 and "0" <= sec[0] <= "9" and "0" <= sec[1] <= "9":
-                t = pair[0] + int(sec)
-                return t if t <= ref + FUTURE_SLACK else pair[1] + int(sec)
+        key = line[:15]
+        pair = self.seconds.get(key)
+        if pair is None:
+            if line[:3] not in MONTHS:
+                return self._other_time(line)
+            pair = self._syslog_second(key, ref)
+            if pair is None:
+                return None
+        return pair[0] if pair[0] <= ref + FUTURE_SLACK else pair[1]
+
+    def _syslog_second(self, key: str, ref: float) -> tuple[float, float] | None:
+        """``Mon dd HH:MM:SS`` as epoch seconds this year and last year (of ``ref``), or None if malformed.
+
+        The local-time conversion is cached per minute (a week of logs has ~10k minutes but ~600k seconds); the
+        second is added after, and the result cached per second in :attr:`seconds`.
+        """
+        cache = self._syslog
+        pair = cache.get(key[:12], False)
+        if pair is False:
+            year = datetime.fromtimestamp(ref).year
+            if year != self._year or len(cache) >= CACHE_MAX:
+                cache.clear()
+                self.seconds.clear()  # derived from the minute cache: never outlives it
+                self._year = year
+            pair = cache[key[:12]] = _syslog_pair(key[:12] + ":00", year)
+        sec = _SECONDS.get(key[13:15])
+        if pair is None or sec is None:
+            return None
+        seconds = self.seconds
+        if len(seconds) >= CACHE_MAX:
+            seconds.clear()
+        out = seconds[key] = (pair[0] + sec, pair[1] + sec)
+        return out
+
+    def _other_time(self, line: str) -> float | None:
+        """RFC 3339 / RFC 5424 or common-log-format times (lines that do not start with a syslog month)."""
         head = line[:3]
-        if head in MONTHS:
-            return self._syslog_time(line[:15], ref)
         if head[:1] == "<":  # RFC 5424: "<34>1 2026-11-25T12:00:01Z host …"
             cut = line.find(" ", 0, 8)
             if cut > 0:
@@ -127,28 +165,6 @@ class LineClock:
             t = cache[key] = _clf(key)
             return t
         return None
-
-    def _syslog_time(self, key: str, ref: float) -> float | None:
-        """Cached per minute (a week of logs has ~10k minutes but ~600k seconds); seconds are added after."""
-        cache = self._syslog
-        pair = cache.get(key[:12], False)
-        if pair is False:
-            year = datetime.fromtimestamp(ref).year
-            if year != self._year:
-                cache.clear()
-                self._year = year
-            if len(cache) >= CACHE_MAX:
-                cache.clear()
-            pair = cache[key[:12]] = _syslog_pair(key[:12] + ":00", year)
-        if pair is None:
-            return None
-        sec = key[13:15]
-        if len(sec) != 2 or not ("0" <= sec[0] <= "9" and "0" <= sec[1] <= "9"):
-            return None
-        this_year = pair[0] + int(sec)
-        if this_year <= ref + FUTURE_SLACK:
-            return this_year
-        return pair[1] + int(sec)
 
     def _iso_time(self, line: str) -> float | None:
         end = line.find(" ", 19)
@@ -173,17 +189,21 @@ class LineClock:
         return None if t is None else t + frac
 
 
-_ISO_SECONDS: dict[int, str] = {}
+_ISO_DAYS: dict[int, str] = {}
 
 
 def iso_utc(epoch: float) -> str:
-    """RFC 3339 UTC with milliseconds and ``Z`` — the event ``ts`` form (see ``model.utc_now_iso``)."""
+    """RFC 3339 UTC with milliseconds and ``Z`` — the event ``ts`` form (see ``model.utc_now_iso``).
+
+    Called once per event: the date is formatted once per day (by ``strftime``, exactly as before) and the time of
+    day by arithmetic, which is exact in UTC (POSIX time has no leap seconds).
+    """
     whole = int(epoch // 1)
-    head = _ISO_SECONDS.get(whole)
-    if head is None:
-        if len(_ISO_SECONDS) >= 4096:
-            _ISO_SECONDS.clear()
-        head = _ISO_SECONDS[whole] = datetime.fromtimestamp(whole, timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%S."
-        )
-    return head + f"{int((epoch - whole) * 1000):03d}Z"
+    day, rest = divmod(whole, 86_400)
+    date = _ISO_DAYS.get(day)
+    if date is None:
+        if len(_ISO_DAYS) >= 4096:
+            _ISO_DAYS.clear()
+        date = _ISO_DAYS[day] = datetime.fromtimestamp(day * 86_400, timezone.utc).strftime("%Y-%m-%dT")
+    hour, rest = divmod(rest, 3600)
+    return f"{date}{hour:02d}:{rest // 60:02d}:{rest % 60:02d}.{int((epoch - whole) * 1000):03d}Z"

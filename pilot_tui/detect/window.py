@@ -72,6 +72,25 @@ class Fire:
     state: KeyState
 
 
+class RulePlan:
+    """What :meth:`Tracker.hit` reads of a rule, flattened once per detector (``index`` = the rule's position).
+
+    ``span`` is how long a key stays alive after a hit: its window or its cooldown, whichever is longer.
+    """
+
+    __slots__ = ("index", "rule", "findtime", "cooldown", "span", "maxretry", "distinct", "by_ip")
+
+    def __init__(self, index: int, rule: Rule) -> None:
+        self.index = index
+        self.rule = rule
+        self.findtime = rule.findtime
+        self.cooldown = rule.cooldown
+        self.span = rule.findtime if rule.findtime > rule.cooldown else rule.cooldown
+        self.maxretry = rule.maxretry
+        self.distinct = bool(rule.distinct)
+        self.by_ip = rule.key == "ip"
+
+
 class Tracker:
     """All windows of one detector; :meth:`hit` is called once per counted line, in log order."""
 
@@ -83,8 +102,7 @@ class Tracker:
 
     def hit(
         self,
-        rule_index: int,
-        rule: Rule,
+        plan: RulePlan,
         key: str,
         ts: float,
         weight: int,
@@ -93,41 +111,45 @@ class Tracker:
         user: str | None,
         ip: str | None,
     ) -> Fire | None:
-        """Count one line for ``key`` at time ``ts``; return a :class:`Fire` when an event is due."""
+        """Count one line for ``key`` at time ``ts``; return a :class:`Fire` when an event is due.
+
+        Runs for every counted line of a scan: the common case (a known key, a hit in the same second as the
+        last) is the straight path, and rule fields come from the flattened ``plan``.
+        """
         states = self.states
-        skey = (rule_index, key)
+        skey = (plan.index, key)
         st = states.get(skey)
-        if st is not None and st.expires < ts:
-            # window and cooldown both over: start afresh, exactly as if the sweep had already dropped the key
-            del states[skey]
-            st = None
-        if st is None:
+        if st is None or st.expires < ts:
+            if st is not None:
+                # window and cooldown both over: start afresh, exactly as if the sweep had already dropped the key
+                del states[skey]
             st = states[skey] = KeyState()
-            if rule.distinct:
+            if plan.distinct:
                 st.values = OrderedDict()
             if len(states) > self.max_keys:
                 states.popitem(last=False)
                 self.evicted += 1
         else:
             states.move_to_end(skey)
-        now = ts if ts > st.last else st.last  # a line from the past must not rewind the window
+        last = st.last
+        now = ts if ts > last else last  # a line from the past must not rewind the window
         st.last = now
-        st.expires = now + (rule.findtime if rule.findtime > rule.cooldown else rule.cooldown)
-        cutoff = now - rule.findtime
+        st.expires = now + plan.span
+        cutoff = now - plan.findtime
         values = st.values
         if values is None:
             sec = int(ts)
             buckets = st.buckets
-            if buckets and buckets[-1][0] == sec:
-                buckets[-1][1] += weight
+            if buckets and (tail := buckets[-1])[0] == sec:
+                tail[1] += weight
             else:
                 buckets.append([sec, weight])
-            st.total += weight
+            count = st.total + weight
             while buckets[0][0] <= cutoff:
-                st.total -= buckets.popleft()[1]
+                count -= buckets.popleft()[1]
                 if not buckets:
                     break
-            count = st.total
+            st.total = count
         else:
             value = value or ""
             if value in values:
@@ -149,11 +171,12 @@ class Tracker:
         self._since_sweep += 1
         if self._since_sweep >= SWEEP_EVERY:
             self._sweep(now)
-        if count < rule.maxretry:
+        if count < plan.maxretry:
             return None
-        if st.fired_count == 0 or now - st.fired_at >= rule.cooldown:
+        fired = st.fired_count
+        if fired == 0 or now - st.fired_at >= plan.cooldown:
             escalation = False
-        elif count >= 2 * st.fired_count:
+        elif count >= 2 * fired:
             escalation = True
         else:
             return None

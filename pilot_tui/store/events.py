@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ip ON events(source_ip);
 CREATE INDEX IF NOT EXISTS events_sev ON events(severity, rowid);
 CREATE INDEX IF NOT EXISTS events_state ON events(state, rowid);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
+CREATE INDEX IF NOT EXISTS events_sensor_seq ON events(sensor, seq);
 CREATE TABLE IF NOT EXISTS quarantine (
     rowid       INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -278,15 +280,22 @@ class EventStore:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def sensors(self) -> list[dict[str, Any]]:
-        """Known sensors, most recently heard first. ``missing`` is exact: seq numbers between the lowest and the
-        highest seen that never arrived (a late resend fills a hole and the count drops again)."""
-        keys = ("sensor", "address", "first_seen", "last_seen", "events", "max_seq", "gaps", "mismatches")
-        rows = self.conn.execute(f"SELECT {', '.join(keys)} FROM sensors ORDER BY last_seen DESC").fetchall()
-        spans = {
-            s: (hi - lo + 1 - n) if lo is not None else 0
-            for s, lo, hi, n in self.conn.execute(
-                "SELECT sensor, MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM events WHERE sensor IS NOT NULL "
-                "GROUP BY sensor"
-            )
-        }
-        return [dict(zip(keys, r, strict=True), missing=spans.get(r[0], 0)) for r in rows]
+        return sensor_rows(self.conn)
+
+
+def sensor_rows(conn: Any) -> list[dict[str, Any]]:
+    """Known sensors, most recently heard first (works on any connection, e.g. the UI's read-only one).
+
+    ``missing`` is exact: seq numbers between the lowest and the highest seen that never arrived (a late resend
+    fills a hole and the count drops again).
+    """
+    keys = ("sensor", "address", "first_seen", "last_seen", "events", "max_seq", "gaps", "mismatches")
+    rows = conn.execute(f"SELECT {', '.join(keys)} FROM sensors ORDER BY last_seen DESC").fetchall()
+    spans = {
+        s: (hi - lo + 1 - n) if lo is not None else 0
+        for s, lo, hi, n in conn.execute(
+            "SELECT sensor, MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM events WHERE sensor IS NOT NULL "
+            "GROUP BY sensor"
+        )
+    }
+    return [dict(zip(keys, r, strict=True), missing=spans.get(r[0], 0)) for r in rows]

@@ -26,6 +26,13 @@ class FeedFilter:
     hide_handled: bool = False
     """Hide acknowledged, mitigated and false-positive events."""
     source_ip: str = ""
+    """Exact source IP (an incident's events)."""
+    ip_part: str = ""
+    """Fragment of the source IP (case-insensitive substring)."""
+    anomaly: str = ""
+    """Fragment of the anomaly name."""
+    sensor: str = ""
+    """Fragment of the sensor name."""
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -38,6 +45,11 @@ class FeedFilter:
         if self.source_ip:
             clauses.append("source_ip = ?")
             args.append(self.source_ip)
+        for column, value in (("source_ip", self.ip_part), ("anomaly", self.anomaly),
+                              ("COALESCE(sensor, '')", self.sensor)):
+            if value:
+                clauses.append(f"instr(lower({column}), ?)")
+                args.append(value.lower())
         text = self.text.strip()
         if text:
             # instr() on lower() is a literal substring test: no LIKE wildcards to escape from user input.

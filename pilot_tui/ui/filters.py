@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
-from typing import Any
 
 from pilot_tui.model import SEVERITY_RANK
 from pilot_tui.store.feed import FeedFilter
@@ -23,24 +22,7 @@ MAX_QUERY_CHARS = 200
 
 @dataclass(frozen=True, slots=True)
 class ViewFilter(FeedFilter):
-    """A :class:`FeedFilter` plus column fragments (case-insensitive substrings)."""
-
-    ip_part: str = ""
-    """Fragment of the source IP (when ``ip:`` was not a whole address)."""
-    anomaly: str = ""
-    """Fragment of the anomaly name."""
-    sensor: str = ""
-    """Fragment of the sensor name."""
-
-    def where(self) -> tuple[str, list[Any]]:
-        where, args = FeedFilter.where(self)
-        clauses = [where[len(" WHERE "):]] if where else []
-        for column, value in (("source_ip", self.ip_part), ("anomaly", self.anomaly),
-                              ("COALESCE(sensor, '')", self.sensor)):
-            if value:
-                clauses.append(f"instr(lower({column}), ?)")
-                args.append(value.lower())
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+    """A :class:`FeedFilter` with what the UI needs to show and edit it (the query text, a one-line summary)."""
 
     @property
     def active(self) -> bool:

@@ -16,17 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pilot_tui.store.events import EventStore
+from pilot_tui.store.events import EventStore, sensor_rows
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-class _ConnOnly:
-    """Just enough of an :class:`EventStore` for its read methods to run on another connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
 
 
 class StoreReader:
@@ -68,8 +61,8 @@ class StoreReader:
             return query(self.store.conn)
 
     async def sensors(self) -> list[dict[str, Any]]:
-        """``EventStore.sensors()`` on the reader's connection."""
-        return await self.run(lambda conn: EventStore.sensors(_ConnOnly(conn)))  # type: ignore[arg-type]
+        """The sensors table (``store.events.sensor_rows``) on the reader's connection."""
+        return await self.run(sensor_rows)
 
     def close(self) -> None:
         if self._conn is not None:
