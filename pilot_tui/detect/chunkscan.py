@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,26 +105,39 @@ def open_log(path: str | Path) -> IO[bytes]:
 def iter_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[str, int]]:
     """Decoded chunks that end on a line boundary (the last may lack a final newline), with their byte sizes.
 
-    Invalid UTF-8 becomes U+FFFD, CRLF becomes LF — exactly what the line-by-line path sees.
+    Invalid UTF-8 becomes U+FFFD, CRLF becomes LF — exactly what the line-by-line path sees (a chunk always ends
+    just after a newline, which is never inside a UTF-8 sequence, so where chunks are cut changes nothing).
+    Bytes are read into one reused buffer and decoded straight from it: no per-chunk copies besides the text.
+    A line longer than the buffer grows it.
     """
-    carry = b""
-    while True:
-        block = stream.read(chunk_size)
-        if not block:
-            break
-        data = carry + block if carry else block
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
-            continue
-        carry = data[cut + 1 :]
-        yield _decode(data[: cut + 1]), cut + 1
-    if carry:
-        yield _decode(carry), len(carry)
+    buf = bytearray(max(chunk_size, 1))
+    view = memoryview(buf)
+    filled = 0
+    try:
+        while True:
+            if filled == len(buf):  # one line fills the whole buffer: make room
+                view.release()
+                buf += bytes(len(buf))
+                view = memoryview(buf)
+            got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+            if not got:
+                break
+            filled += got
+            cut = buf.rfind(b"\n", 0, filled) + 1
+            if cut == 0:
+                continue
+            yield _decode(view[:cut]), cut
+            rest = filled - cut
+            buf[:rest] = bytes(view[cut:filled])  # the unfinished line (a copy: the ranges may overlap)
+            filled = rest
+        if filled:
+            yield _decode(view[:filled]), filled
+    finally:
+        view.release()
 
 
-def _decode(data: bytes) -> str:
-    text = data.decode("utf-8", "replace")
+def _decode(data: memoryview) -> str:
+    text = str(data, "utf-8", "replace")
     return text.replace("\r\n", "\n") if "\r" in text else text
 
 
@@ -140,7 +152,7 @@ def scan_chunk(detector: Detector, chunk: str, log: str, ref: float, out: list[T
     """
     filters = detector.filters
     present: dict[str, bool] = {}
-    heads: list[list[Any]] = []  # [line start, filter index, first match, iterator]
+    heads: list[list[int]] = []  # [start of the filter's next matching line, filter index]
     for fi, cf in enumerate(filters):
         require = cf.require
         if require is not None:
@@ -149,15 +161,14 @@ def scan_chunk(detector: Detector, chunk: str, log: str, ref: float, out: list[T
                 here = present[require] = require in chunk
             if not here:
                 continue
-        it = cf.rx.finditer(chunk)
-        m = next(it, None)
+        m = cf.rx.search(chunk)
         if m is not None:
-            heads.append([chunk.rfind("\n", 0, m.start()) + 1, fi, m, it])
+            heads.append([chunk.rfind("\n", 0, m.start()) + 1, fi])
     scan = _Scan(chunk)
     count = detector._count
     while heads:
         if len(heads) > 1:
-            heads.sort()  # by (line start, filter index): unique, so matches are never compared
+            heads.sort()
             head, limit = heads[0], (heads[1][0], heads[1][1])
         else:
             head, limit = heads[0], (len(chunk) + 1, 0)
@@ -176,14 +187,16 @@ class _Scan:
     def __init__(self, chunk: str) -> None:
         self.chunk = chunk
         self.matched = 0  # lines with a match (a line matched by two filters counts once)
-        self.last_line = -1
+        self.last_line = -1  # start of the last line counted in ``matched``
         self.exhausted = False
 
     def lines(
-        self, head: list[Any], cf: CompiledFilter, limit: tuple[int, int]
+        self, head: list[int], cf: CompiledFilter, limit: tuple[int, int]
     ) -> Iterator[tuple[re.Match[str], str]]:
-        """``(match, line)`` for ``head``'s matches in order, until one starts a line after ``limit`` (line start,
-        filter index): that match is stored back in ``head``; :attr:`exhausted` says the filter has no more.
+        """``(match, line)`` for filter ``cf``'s matching lines from ``head[0]`` on, in order, until one starts after
+        ``limit`` (line start, filter index): its start goes back in ``head``; :attr:`exhausted` says the filter has
+        no more. Resuming searches again from that line's start, which finds the very same match (none started
+        between the previous match's end and it).
 
         Every line is judged as ``rx.search(line)`` would judge it: its leftmost match only (later matches on it
         are skipped), and a match that runs past the line's end (``\\s`` or a negated class can cross a newline in
@@ -194,47 +207,47 @@ class _Scan:
         size = len(chunk)
         rx, require, fi = cf.rx, cf.require, head[1]
         limit_start, limit_fi = limit
-        start, _, m, it = head
-        pending: re.Match[str] | None = m  # head's match: its line start is known
+        matched, last_line = self.matched, self.last_line
+        pos = head[0]
         end = -1  # end of the last line judged
         self.exhausted = False
-        while True:
-            restart = -1
-            for m in it if pending is None else chain((pending,), it):
-                p = m.start()
-                if pending is not None:
-                    pending = None
-                elif p <= end:  # another match on the line just judged
-                    if m.end() > end:  # …that ran into the next line: resume there
-                        restart = end + 1
-                        break
-                    continue
-                else:
+        try:
+            while True:
+                restart = -1
+                for m in rx.finditer(chunk, pos):
+                    p = m.start()
+                    if p <= end:  # another match on the line just judged
+                        if m.end() > end:  # …that ran into the next line: resume there
+                            restart = end + 1
+                            break
+                        continue
                     start = rfind("\n", 0, p) + 1
                     if start > limit_start or (start == limit_start and fi > limit_fi):
-                        head[0], head[2], head[3] = start, m, it
+                        head[0] = start
                         return
-                end = find("\n", p)
-                if end < 0:
-                    end = size
-                line = chunk[start:end]
-                if m.end() > end:  # ran into the next line: judge this line alone, resume after it
-                    restart = end + 1
-                    found = rx.search(line)
-                    if found is None:
+                    end = find("\n", p)
+                    if end < 0:
+                        end = size
+                    line = chunk[start:end]
+                    if m.end() > end:  # ran into the next line: judge this line alone, resume after it
+                        restart = end + 1
+                        found = rx.search(line)
+                        if found is None:
+                            break
+                        m = found
+                    if require is None or require in line:
+                        if start != last_line:
+                            matched += 1
+                            last_line = start
+                        yield m, line
+                    if restart >= 0:
                         break
-                    m = found
-                if require is None or require in line:
-                    if start != self.last_line:
-                        self.matched += 1
-                        self.last_line = start
-                    yield m, line
-                if restart >= 0:
-                    break
-            if restart < 0:
-                self.exhausted = True
-                return
-            it = rx.finditer(chunk, restart)
+                if restart < 0:
+                    self.exhausted = True
+                    return
+                pos = restart
+        finally:
+            self.matched, self.last_line = matched, last_line
 
 
 def scan_text(
