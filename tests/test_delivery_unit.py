@@ -184,3 +184,19 @@ def test_frame_batch_round_trips() -> None:
     rows = [OutboxRow(i, e.id, i, 0.0, e.to_json(), 0) for i, e in enumerate(evs)]
     decoded = decode_payload(frame_batch(rows))
     assert decoded.events == evs and decoded.batch_size == 2
+
+
+def test_same_mitigation_result_twice_is_reported_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pilot_tui.engines.mitigation import MitigationResult
+
+    engine = OrchestratorEngine(None, EventStore(tmp_path / "o.db"))  # type: ignore[arg-type]
+    ev = events(1)[0]
+    engine.store.ingest([ev])
+    engine.store.record_mitigation("req-1", ev.id, ev.source_ip, "sent", "waiting")
+    seen: list[u.Update] = []
+    engine.bus.subscribe(seen.append)
+    result = MitigationResult("req-1", ev.source_ip, "block", "applied", "dry-run", "blocked for 3600s")
+    engine._apply_result(result)  # the --wait reply
+    engine._apply_result(result)  # the same reply found again in the inbox
+    assert [x.status for x in seen if isinstance(x, u.MitigationUpdate)] == ["applied"]
+    assert engine.store.get(ev.id).state == "mitigated"  # type: ignore[union-attr]

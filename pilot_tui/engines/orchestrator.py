@@ -250,6 +250,8 @@ class OrchestratorEngine:
 
     def _apply_result(self, result: Any) -> None:
         known = self.store.mitigation(result.request_id)
+        if known and known["status"] == result.status and known["detail"] == result.detail:
+            return  # the same answer again: once through --wait, once more through the inbox
         event_id = known["event_id"] if known else ""
         self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
         if event_id and result.status in ("applied", "already_applied"):
