@@ -9,8 +9,8 @@ Public API (what the oracle engine, ``scan`` and the bench use)::
     events = detector.feed(line, log="/var/log/auth.log", now=None)                 # list[ThreatEvent]
     report = scan_files(["/var/log/auth.log", "/var/log/auth.log.2.gz"], Detector(rules))
 
-Events are built with :func:`pilot_tui.model.make_event`; ``seq`` is left for the sending engine. Nothing here
-imports Textual.
+Events are exactly what :func:`pilot_tui.model.make_event` builds (:mod:`.events` skips re-validating what the
+detector guarantees); ``seq`` is left for the sending engine. Nothing here imports Textual.
 """
 
 from .addr import AddressError

@@ -8,8 +8,10 @@
 
 Each filter is one compiled alternation (see :mod:`.rules`); a line is searched by every filter whose ``require``
 literal it contains, and the matching pattern's rules count it in their windows (:mod:`.window`). The offline scanner
-(:mod:`.chunkscan`) finds matches in whole chunks instead of line by line but hands every match to the same
-:meth:`Detector._match`, so both paths give the same events — a test checks it on generated logs.
+(:mod:`.chunkscan`) finds matches in whole chunks instead of line by line but hands every matched line to the same
+loop, :meth:`Detector._count`, so both paths give the same events — a test checks it on generated logs. Events are
+built by :class:`~.events.EventFactory`, which gives exactly what :func:`~pilot_tui.model.make_event` gives without
+re-validating what the detector guarantees.
 
 The detector is not thread-safe and keeps only bounded state (windows, address and time caches, logins).
 ``seq`` of the events is left ``None``: the oracle engine numbers what it sends.
@@ -28,7 +30,7 @@ from pilot_tui.model import ThreatEvent, ValidationError, make_event
 from .addr import AddressBook
 from .events import EventFactory
 from .rules import FilterSpec, Rule, RuleSet
-from .timeparse import FUTURE_SLACK, LineClock, iso_utc
+from .timeparse import FUTURE_SLACK, SECONDS, LineClock, iso_utc
 from .window import DEFAULT_MAX_KEYS, Fire, RulePlan, Tracker
 
 MAX_REPEAT = 100_000
@@ -59,6 +61,10 @@ class PatternInfo:
     hits: int = 0
 
 
+Branch = tuple[PatternInfo, int, int, int, int, bool, tuple[tuple[RulePlan, int], ...]]
+"""A :class:`PatternInfo` with its fields: (info, ip, user, repeat, count, login, rules)."""
+
+
 class CompiledFilter:
     """A filter's patterns merged into one regex; ``branches`` maps ``match.lastindex`` to the pattern matched."""
 
@@ -71,7 +77,8 @@ class CompiledFilter:
         index = self.rx.groupindex
         rules = list(rules)
         self.branches: dict[int, PatternInfo] = {}
-        self.by_index: list[PatternInfo | None] = [None] * (self.rx.groups + 1)
+        # match.lastindex -> the branch's PatternInfo and its fields, unpacked in one step on the hot path
+        self.by_index: list[Branch | None] = [None] * (self.rx.groups + 1)
         for i, p in enumerate(spec.patterns):
 
             def group(name: str, i: int = i) -> int:
@@ -91,7 +98,16 @@ class CompiledFilter:
                 p.login,
                 mine,
             )
-            self.branches[index[f"_b{i}"]] = self.by_index[index[f"_b{i}"]] = info
+            self.branches[index[f"_b{i}"]] = info
+            self.by_index[index[f"_b{i}"]] = (
+                info,
+                info.ip,
+                info.user,
+                info.repeat,
+                info.count,
+                info.login,
+                mine,
+            )
 
 
 def _rename_groups(regex: str, i: int) -> str:
@@ -148,7 +164,6 @@ class Detector:
         self.filters: tuple[CompiledFilter, ...] = tuple(
             CompiledFilter(spec, [p for p in plans if p.rule.filter == spec.name]) for spec in rules.filters
         )
-        self._seconds = self.clock.seconds  # read directly on the hot path; line_time fills it
 
     def feed(self, line: str, log: str, now: float | None = None) -> list[ThreatEvent]:
         """Process one line (without or with its line ending) from ``log``; return the events it triggers.
@@ -193,23 +208,23 @@ class Detector:
         Shared by :meth:`feed` (one pair) and the chunk scanner (a run of one filter's matches, often thousands):
         both paths run this very loop, which is why they give the same events. It runs once per matching line of a
         scan, so everything it touches is hoisted into locals first, and the common cases (a known address, a
-        syslog second seen before) are single dict lookups.
+        syslog minute seen before) are dict lookups.
         """
         by_index = cf.by_index
         addr_cache = self._addr_cache
         stats = self.stats
-        seconds = self._seconds
+        minutes = self.clock.minutes
         late = ref + FUTURE_SLACK  # a syslog time past this belongs to the previous year (see timeparse)
         ip_hits = stats.ip_hits if self.count_ips else None
         logins = self._logins
         rule_hits = self._rule_hits
         hit = self.tracker.hit
         for m, line in found:
-            info = by_index[m.lastindex]  # type: ignore[index]
+            info, ip_group, user_group, repeat_group, count_group, login, plans = by_index[m.lastindex]  # type: ignore[index,misc]
             info.hits += 1
             addr = key_ip = None
-            if info.ip >= 0:
-                text = m.group(info.ip)
+            if ip_group >= 0:
+                text = m.group(ip_group)
                 if text is not None:
                     res = addr_cache.get(text)
                     if res is None:
@@ -221,29 +236,32 @@ class Detector:
                         continue
                     else:
                         addr, key_ip = res
-            user = m.group(info.user) if info.user >= 0 else None
-            if info.login:
+            user = m.group(user_group) if user_group >= 0 else None
+            if login:
                 if user and addr:
                     logins[user] = addr
                     logins.move_to_end(user)
                     if len(logins) > MAX_LOGINS:
                         logins.popitem(last=False)
-                if not info.rules:
+                if not plans:
                     continue
             weight = 1
-            if info.repeat >= 0:
-                rep = m.group(info.repeat)
+            if repeat_group >= 0:
+                rep = m.group(repeat_group)
                 if rep:
                     weight = min(int(rep), MAX_REPEAT)
-            if info.count >= 0:
-                cnt = m.group(info.count)
+            if count_group >= 0:
+                cnt = m.group(count_group)
                 if cnt:
                     weight = min(weight * int(cnt), MAX_REPEAT)
             if weight <= 0:
                 continue
-            pair = seconds.get(line[:15])  # LineClock.line_time's own fast path, without the call
-            if pair is not None:
-                ts = pair[0] if pair[0] <= late else pair[1]
+            pair = minutes.get(line[:12])  # LineClock.line_time's own lookups, without the calls
+            sec = SECONDS.get(line[13:15]) if pair else None
+            if sec is not None:
+                ts = pair[0] + sec  # type: ignore[index]
+                if ts > late:
+                    ts = pair[1] + sec  # type: ignore[index]
             else:
                 ts = self.clock.line_time(line, ref)
                 if ts is None:
@@ -254,7 +272,7 @@ class Detector:
                     ip_hits[addr] = n + 1
                 elif len(ip_hits) < MAX_IP_COUNTS:  # bounded for a long-running oracle
                     ip_hits[addr] = 1
-            for plan, distinct in info.rules:
+            for plan, distinct in plans:
                 if plan.by_ip:
                     if key_ip is None:
                         continue

@@ -5,13 +5,13 @@ through :func:`~pilot_tui.model.event_from_obj`): right for events built from un
 busy log fires tens of thousands of events, and re-checking constant rule fields, re-parsing canonical addresses
 and re-parsing timestamps cost more than detecting them did.
 
-:class:`EventFactory` checks the constant part once per rule (name, anomaly, every severity the rule can report,
-``window_s``, the sensor) by building a sample event with ``make_event``. At fire time only what varies is
-checked, cheaply: the count's range, lengths, and — once per distinct value, remembered in bounded sets — that the
-source address is canonical (it always is: :class:`~pilot_tui.detect.addr.AddressBook` made it) and that the
-timestamp's second parses. Anything outside that envelope (a rule built in code that would not validate, a count
-past 2**53, a year before 1000) goes through ``make_event`` itself, so the outcome — event or
-:class:`~pilot_tui.model.ValidationError` — is always exactly what ``make_event`` gives. ``tests/test_detect_engine.py`` checks the two agree field by field.
+:class:`EventFactory` checks the constant part once per rule (name, anomaly, ``window_s``, the sensor) by building
+a sample event with ``make_event``. At fire time only what varies is checked, cheaply: types, the count's range,
+the severity, lengths, and — once per distinct value, remembered in bounded sets — that the source address is
+canonical (it always is: :class:`~pilot_tui.detect.addr.AddressBook` made it) and that the timestamp's second
+parses. Anything outside that envelope (a rule built in code that would not validate, a count past 2**53, a year
+before 1000) goes through ``make_event`` itself, so the outcome — event or :class:`~pilot_tui.model.ValidationError`
+— is always what ``make_event`` gives; ``tests/test_detect_events.py`` checks the two agree field by field.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from ipaddress import ip_address
+from itertools import repeat
 from os import urandom
 
 from pilot_tui.model import (
@@ -39,7 +40,7 @@ MAX_COUNT = 2**53
 MAX_USER_CHARS = 128
 MAX_LOG_CHARS = 1024
 MAX_ADDRESSES = 100_000
-"""Canonical addresses (and valid timestamp seconds) remembered (cleared when full: memory stays bounded in a long-running oracle)."""
+"""Canonical addresses (and valid timestamp seconds) remembered; cleared when full (bounded in a long-running oracle)."""
 
 _TS_LEN = len("2026-11-25T12:00:01.000Z")
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
@@ -79,12 +80,13 @@ class EventFactory:
         evidence: Iterable[str],
         event_id: str | None = None,
     ) -> ThreatEvent:
-        """Exactly what ``make_event`` returns (or raises) for these fields, with ``ts`` given (never now).
+        """Exactly what ``make_event`` returns (or raises) for these fields (a fresh random id unless ``event_id``).
 
         Fast when the detector's invariants hold: ``source_ip`` canonical, ``user`` and ``log`` non-empty and
         within the wire limits, ``evidence`` already capped (a window keeps at most
         :data:`~pilot_tui.model.MAX_EVIDENCE_LINES` lines, each cut to
-        :data:`~pilot_tui.model.MAX_EVIDENCE_LINE_CHARS`), ``ts`` in :func:`~.timeparse.iso_utc` form.
+        :data:`~pilot_tui.model.MAX_EVIDENCE_LINE_CHARS`), ``ts`` in :func:`~.timeparse.iso_utc` form, no
+        ``event_id``. Anything else is handed to ``make_event`` as it is.
         """
         trusted = self._trusted.get(id(rule))
         if trusted is None:
@@ -92,20 +94,25 @@ class EventFactory:
         lines = tuple(evidence)
         if (
             trusted
+            and event_id is None
+            and type(count) is int
             and 1 <= count <= MAX_COUNT
+            and type(severity) is str
             and severity in SEVERITY_RANK
             and self._ts_ok(ts)
+            and type(source_ip) is str
             and (source_ip in self._addresses or self._canonical(source_ip))
-            and (user is None or 0 < len(user) <= MAX_USER_CHARS)
-            and (log is None or 0 < len(log) <= MAX_LOG_CHARS)
+            and (user is None or (type(user) is str and 0 < len(user) <= MAX_USER_CHARS))
+            and (log is None or (type(log) is str and 0 < len(log) <= MAX_LOG_CHARS))
             and len(lines) <= MAX_EVIDENCE_LINES
+            and all(map(isinstance, lines, repeat(str)))
             and (not lines or max(map(len, lines)) <= MAX_EVIDENCE_LINE_CHARS)
         ):
             return ThreatEvent(
                 source_ip,
                 rule.anomaly,
                 severity,
-                event_id or new_event_id(),
+                new_event_id(),
                 SCHEMA,
                 self.sensor,
                 None,
@@ -133,19 +140,18 @@ class EventFactory:
         )
 
     def _check_rule(self, rule: Rule) -> bool:
-        """Whether ``rule``'s constant fields pass ``make_event`` for every severity it can report."""
+        """Whether ``rule``'s constant fields (and the sensor) pass ``make_event``; remembered per rule."""
         try:
-            for severity in {rule.severity, *(level for _, level in rule.severity_at)}:
-                make_event(
-                    "127.0.0.1",
-                    rule.anomaly,
-                    severity,
-                    sensor=self.sensor,
-                    rule=rule.name,
-                    count=1,
-                    window_s=rule.findtime,
-                    ts="2026-01-01T00:00:00.000Z",
-                )
+            make_event(
+                "127.0.0.1",
+                rule.anomaly,
+                "info",
+                sensor=self.sensor,
+                rule=rule.name,
+                count=1,
+                window_s=rule.findtime,
+                ts="2026-01-01T00:00:00.000Z",
+            )
             ok = True
         except ValidationError:
             ok = False

@@ -28,7 +28,7 @@ CACHE_MAX = 200_000
 FUTURE_SLACK = 86_400.0
 """A year-less syslog time further than this past the reference belongs to the previous year."""
 
-_SECONDS = {f"{i:02d}": i for i in range(100)}
+SECONDS = {f"{i:02d}": i for i in range(100)}
 """Two ASCII digits → their value: the seconds field of a syslog time (as loose as before: "60"–"99" pass)."""
 
 MONTHS = {
@@ -94,54 +94,40 @@ def _clf(key: str) -> float | None:
 class LineClock:
     """Turns a line into the epoch time it carries (or None); one instance per detector, caches shared by all logs.
 
-    Syslog times are cached twice: per minute (``_syslog``: the local-time conversion, for this year and the one
-    before) and per second (``seconds``: the same pair plus the second, keyed by the line's first 15 characters).
-    ``seconds`` is derived from ``_syslog`` and cleared with it, so it never answers differently; it only saves the
-    slicing and digit checks on the hot path — :meth:`~.engine.Detector._match` reads it directly.
+    Syslog times are cached per minute in :attr:`minutes` (the local-time conversion for this year and the one
+    before); the seconds are added after. The detector's hot loop reads :attr:`minutes` and :data:`SECONDS`
+    directly — the same two lookups :meth:`line_time` does, without the calls.
     """
 
     def __init__(self) -> None:
         self._year = 0
-        self._syslog: dict[str, tuple[float, float] | None] = {}
-        self.seconds: dict[str, tuple[float, float]] = {}
+        self.minutes: dict[str, tuple[float, float] | None] = {}
         self._iso: dict[str, float | None] = {}
         self._clf: dict[str, float | None] = {}
 
     def line_time(self, line: str, ref: float) -> float | None:
         """Time of ``line``; ``ref`` is "now" for the year guess of syslog times (see the module doc)."""
-        key = line[:15]
-        pair = self.seconds.get(key)
-        if pair is None:
-            if line[:3] not in MONTHS:
-                return self._other_time(line)
-            pair = self._syslog_second(key, ref)
-            if pair is None:
-                return None
-        return pair[0] if pair[0] <= ref + FUTURE_SLACK else pair[1]
+        if line[:3] in MONTHS:
+            return self._syslog_time(line[:15], ref)
+        return self._other_time(line)
 
-    def _syslog_second(self, key: str, ref: float) -> tuple[float, float] | None:
-        """``Mon dd HH:MM:SS`` as epoch seconds this year and last year (of ``ref``), or None if malformed.
-
-        The local-time conversion is cached per minute (a week of logs has ~10k minutes but ~600k seconds); the
-        second is added after, and the result cached per second in :attr:`seconds`.
-        """
-        cache = self._syslog
+    def _syslog_time(self, key: str, ref: float) -> float | None:
+        """Cached per minute (a week of logs has ~10k minutes but ~600k seconds); seconds are added after."""
+        cache = self.minutes
         pair = cache.get(key[:12], False)
         if pair is False:
             year = datetime.fromtimestamp(ref).year
             if year != self._year or len(cache) >= CACHE_MAX:
                 cache.clear()
-                self.seconds.clear()  # derived from the minute cache: never outlives it
                 self._year = year
             pair = cache[key[:12]] = _syslog_pair(key[:12] + ":00", year)
-        sec = _SECONDS.get(key[13:15])
+        sec = SECONDS.get(key[13:15])
         if pair is None or sec is None:
             return None
-        seconds = self.seconds
-        if len(seconds) >= CACHE_MAX:
-            seconds.clear()
-        out = seconds[key] = (pair[0] + sec, pair[1] + sec)
-        return out
+        this_year = pair[0] + sec
+        if this_year <= ref + FUTURE_SLACK:
+            return this_year
+        return pair[1] + sec
 
     def _other_time(self, line: str) -> float | None:
         """RFC 3339 / RFC 5424 or common-log-format times (lines that do not start with a syslog month)."""
