@@ -54,6 +54,10 @@ class OrchestratorConfig:
     """How long a stream payload without framing may pause before we take it as complete."""
     max_connections: int = 32
     """Stream connections handled at once; more wait in accept."""
+    inbox_keep_s: float = 86400.0
+    """Inbox messages already stored are cleared from the daemon's inbox once they are this old."""
+    inbox_prune_every_s: float = 600.0
+    """How often (at most) the inbox is pruned."""
 
 
 class OrchestratorEngine:
@@ -157,6 +161,7 @@ class OrchestratorEngine:
 
         watcher = InboxWatcher(self.pilotctl, seen=self.store.inbox_seen, poll_interval=self.config.inbox_poll_s)
         self._set_receiver("inbox", kind="inbox", state="running", detail="watching the daemon inbox")
+        pruner = asyncio.create_task(self._prune_inbox(watcher))
         try:
             async for msg in watcher.messages():
                 data = msg.data.encode("utf-8", "surrogateescape")
@@ -169,7 +174,17 @@ class OrchestratorEngine:
                     self.ingest_payload(data, sender=msg.sender, transport="message")
                 self.store.mark_inbox_seen(msg.message_id)
         finally:
+            pruner.cancel()
             await watcher.close()
+
+    async def _prune_inbox(self, watcher: Any) -> None:
+        """Clear stored messages from the daemon's inbox once they are old (never one not yet stored)."""
+        while True:
+            await asyncio.sleep(self.config.inbox_prune_every_s)
+            try:
+                await watcher.prune(self.config.inbox_keep_s)
+            except PilotError as exc:
+                self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"inbox prune failed: {exc.one_line()}"))
 
     # -- shared ingest -----------------------------------------------------------------------------------------
 
