@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -218,7 +217,10 @@ def bench_bridge(n: int = 200_000) -> float:
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process (``VmHWM``: ``ru_maxrss`` would include a parent bench process's peak)."""
+    from bench.common import peak_rss_kb_self
+
+    return peak_rss_kb_self() / 1024
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
