@@ -143,7 +143,7 @@ async def test_sender_marks_exactly_the_acknowledged_ids(outbox: Outbox) -> None
 async def test_sender_keeps_rows_on_error_and_reports_code_and_hint(outbox: Outbox) -> None:
     err = errors.TrustRequired("refusing tunnel to private node 0:0000.0000.0002 without trust",
                                hint="run: pilotctl handshake local-threat-orchestrator", exit_status=1)
-    driver = FakeDriver([err, errors.Timeout("no response within 10s"), ""])
+    driver = FakeDriver([err, errors.Timeout("no response within 10s"), "", "", ""])
     bus = u.UpdateBus()
     seen: list[u.Update] = []
     bus.subscribe(seen.append)
@@ -154,9 +154,30 @@ async def test_sender_keeps_rows_on_error_and_reports_code_and_hint(outbox: Outb
     assert fail.error_code == "trust_required" and "handshake" in fail.hint and fail.retry_in_s > 0
     assert not await sender.send_rows(outbox.pending())  # timeout: may have arrived, still pending
     assert outbox.depth() == 3 and sender.peer_state == "unreachable"
-    assert await sender.send_rows(outbox.pending())  # a seed-style receiver: no reply at all
-    assert outbox.depth() == 0 and sender.peer_state == "reachable"
+    # connect exits 0 without an ack: not stored as far as we know (an orchestrator dying mid-stream does that)
+    assert not await sender.send_rows(outbox.pending())
+    assert outbox.depth() == 3 and sender.peer_state == "reachable"
+    no_ack = [r for r in seen if isinstance(r, u.SendResult)][-1]
+    assert no_ack.error_code == "no_ack" and "resending" in no_ack.error
+    assert not await sender.send_rows(outbox.pending())
+    # the third silent answer in a row: a seed-style receiver that never replies; exit 0 is the best signal
+    assert await sender.send_rows(outbox.pending())
+    assert outbox.depth() == 0
     assert outbox.state_of(outbox.all_ids()[0]) == ("delivered", "unconfirmed")
+
+
+async def test_silent_peer_is_remembered_and_forgotten_when_it_replies(outbox: Outbox) -> None:
+    sender = Sender(FakeDriver(["", "", ""]), outbox, u.UpdateBus(), peer="orch", batch_events=1)  # type: ignore[arg-type]
+    for _ in range(3):
+        await sender.send_rows(outbox.pending(limit=1))
+    assert sender.peer_silent and outbox.depth() == 2
+    # a restarted oracle remembers: the next silent answer counts as delivered at once
+    again = Sender(FakeDriver(["", ack_all_but_last]), outbox, u.UpdateBus(), peer="orch", batch_events=1)  # type: ignore[arg-type]
+    assert again.peer_silent
+    assert await again.send_rows(outbox.pending(limit=1)) and outbox.depth() == 1
+    # the peer replies again (an orchestrator with an SDK receiver came back): silence is suspicious again
+    assert await again.send_rows(outbox.pending(limit=2))
+    assert not again.peer_silent and outbox.get_meta("silent-peer:orch") == "0"
 
 
 async def test_message_transport_counts_daemon_ack(outbox: Outbox) -> None:

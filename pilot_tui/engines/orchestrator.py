@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from pilot_tui.model import decode_payload
+from pilot_tui.model import Rejected, decode_payload
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError, Timeout
 from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payload
@@ -164,8 +164,17 @@ class OrchestratorEngine:
         pruner = asyncio.create_task(self._prune_inbox(watcher))
         try:
             async for msg in watcher.messages():
-                data = msg.data.encode("utf-8", "surrogateescape")
-                if message_kind(data) == "result":
+                if msg.needs_read:  # a binary / invalid-UTF-8 body: only `inbox read` shows it
+                    with contextlib.suppress(PilotError):
+                        msg = await self.pilotctl.inbox_read(msg.inbox_id or msg.message_id)
+                data = msg.body()
+                if not data.strip() and msg.size:
+                    unreadable = Rejected(0, "unreadable", f"inbox message {msg.message_id} of {msg.size} bytes "
+                                          "could not be read", b"")
+                    self.store.ingest([], [unreadable], sender=msg.sender, transport="message")
+                    self.bus.emit(u.Quarantined(at=time.time(), count=1, reasons={"unreadable": 1},
+                                                sender=msg.sender, transport="message"))
+                elif message_kind(data) == "result":
                     try:
                         self._apply_result(parse_result(data))
                     except MitigationError as exc:

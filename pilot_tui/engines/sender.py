@@ -9,6 +9,12 @@
 
 Failures keep the rows pending and back off (exponential with jitter, capped); ``retry_now`` cuts the wait short.
 A ``timeout`` from connect may have delivered anyway — the resend is deduplicated by id at the orchestrator.
+
+A connect that ends without an acknowledgement (exit 0, no reply) is *not* taken as delivered at first: our
+orchestrator always replies, and one that is stopped or killed while it holds the stream closes it silently — those
+events were never stored. Only after :data:`SILENT_LIMIT` silent answers in a row do we conclude the peer is a
+seed-style receiver that cannot reply; that conclusion is persisted per peer (and dropped as soon as it replies
+again), and from then on exit 0 counts as ``unconfirmed`` delivery.
 """
 
 from __future__ import annotations
@@ -27,7 +33,11 @@ from pilot_tui.store.outbox import Outbox, OutboxRow
 from . import updates as u
 from .receiver import parse_ack
 
+SILENT_LIMIT = 3
+"""Connects in a row that end without an acknowledgement before the peer is taken for a seed-style receiver."""
+
 PEER_STATE_BY_CODE = {
+    "no_ack": "reachable",
     "not_running": "daemon-down",
     "trust_required": "no-trust",
     "not_found": "unreachable",
@@ -40,6 +50,13 @@ BATCH_EVENTS = 100
 slow link from holding many events at once (~30 ms per 100-event connect on the real network)."""
 
 BATCH_BYTES = 128 * 1024
+
+
+class NoAcknowledgement(PilotError):
+    """connect exited 0 but the receiver did not say what it stored: keep the rows and resend."""
+
+    code = "no_ack"
+    retryable = True
 
 
 def frame_batch(rows: list[OutboxRow]) -> bytes:
@@ -88,6 +105,10 @@ class Sender:
         self.peer_state = "unknown"
         self.failures = 0
         self._wake = asyncio.Event()
+        self._silent = 0
+        self._meta_key = f"silent-peer:{peer}"
+        self.peer_silent = outbox.get_meta(self._meta_key) == "1"
+        """True once the peer proved to be a receiver that never replies (a plain ``pilotctl recv``)."""
 
     # -- control ---------------------------------------------------------------------------------------------
 
@@ -160,11 +181,26 @@ class Sender:
         return True
 
     def _settle_stream(self, ids: list[str], response: str) -> tuple[int, int, int, str]:
-        """Mark what the orchestrator's reply confirms; rows it does not mention stay pending for a resend."""
+        """Mark what the orchestrator's reply confirms; rows it does not mention stay pending for a resend.
+
+        Raises :class:`NoAcknowledgement` for a silent answer until the peer has proved it never replies.
+        """
         ack = parse_ack(response)
         if ack is None:
-            # No reply (or not ours): a seed-style receiver. connect exiting 0 is the only signal we get.
+            if not self.peer_silent:
+                self._silent += 1
+                if self._silent < SILENT_LIMIT:
+                    raise NoAcknowledgement(
+                        "connect ended without an acknowledgement; the events may not be stored — resending",
+                        hint="a stopping orchestrator closes streams without replying; a plain `pilotctl recv` "
+                        f"receiver never replies (after {SILENT_LIMIT} silent answers in a row it is treated as one)",
+                    )
+                self._set_silent(True)
+            # A seed-style receiver: connect exiting 0 is the only signal we get.
             return self.outbox.mark_delivered(ids, "unconfirmed"), 0, 0, "unconfirmed"
+        self._silent = 0
+        if self.peer_silent:
+            self._set_silent(False)
         sent = set(ids)
         stored = [i for i in ack["stored"] if i in sent]
         dups = [i for i in ack["duplicate"] if i in sent]
@@ -176,6 +212,10 @@ class Sender:
         n = self.outbox.mark_delivered(stored, "stored") + self.outbox.mark_delivered(dups, "duplicate")
         self.outbox.mark_rejected(reasons)
         return n, len(dups), len(reasons), "stored"
+
+    def _set_silent(self, silent: bool) -> None:
+        self.peer_silent = silent
+        self.outbox.set_meta(self._meta_key, "1" if silent else "0")
 
     # -- updates ---------------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ The same driver runs ``pilot-sim`` (our emulator) unchanged: it speaks the same 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import os
 import re
 import time
@@ -98,6 +100,18 @@ class InboxMessage:
     """The inbox file name (what ``inbox read`` takes); pilotctl says it can differ from ``message_id``."""
     reply_to: str = ""
     """For an answer sent with ``--reply-to``: the message id it answers."""
+    raw: bytes | None = None
+    """The body of a binary / invalid-UTF-8 message, which the daemon keeps as ``data_b64``. Only ``inbox read``
+    shows it: an ``inbox --full`` listing gives such a message an empty ``data``."""
+
+    def body(self) -> bytes:
+        """The message body as bytes, whichever way the daemon stored it."""
+        return self.raw if self.raw is not None else self.data.encode("utf-8", "surrogateescape")
+
+    @property
+    def needs_read(self) -> bool:
+        """True when the listing left the body out (binary data): fetch it with :meth:`Pilotctl.inbox_read`."""
+        return self.raw is None and not self.data and self.size > 0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InboxMessage:
@@ -110,7 +124,17 @@ class InboxMessage:
             size=int(d.get("bytes") or 0),
             inbox_id=str(d.get("id") or d.get("message_id") or ""),
             reply_to=str(d.get("reply_to") or ""),
+            raw=_b64(d.get("data_b64")),
         )
+
+
+def _b64(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,15 @@ class Outbox:
         """Every id ever recorded (tests and the chaos harness compare this with what the orchestrator stored)."""
         return [r[0] for r in self.conn.execute("SELECT id FROM outbox ORDER BY rowid")]
 
+    def get_meta(self, key: str) -> str | None:
+        """A small persisted fact (e.g. what we learned about a peer)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with Tx(self.conn) as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
     def offsets(self) -> dict[str, Any]:
         """Persisted source positions, to hand back to the tailer on restart."""
         return {k: orjson.loads(v) for k, v in self.conn.execute("SELECT key, position FROM offsets")}
