@@ -43,15 +43,21 @@ def burst_lines(start: int, count: int) -> str:
 
 
 class Proc:
-    """A headless pilot-tui process; stdout goes to a file so the test can read every line it wrote."""
+    """A headless pilot-tui process; stdout goes to a file so the test can read every line it wrote.
 
-    def __init__(self, mode: str, args: list[str], env: dict[str, str], out: Path) -> None:
+    ``err`` sends stderr to a file too (use it for long runs: a headless orchestrator writes a status line per
+    payload there, which would fill a pipe nobody reads and block the process).
+    """
+
+    def __init__(self, mode: str, args: list[str], env: dict[str, str], out: Path, err: Path | None = None) -> None:
         self.out = out
+        self.err = err
         full_env = {**os.environ, **env, "PILOTCTL": SIM_BIN, "PYTHONUNBUFFERED": "1"}
         self.handle = out.open("ab")
+        self.err_handle = err.open("ab") if err is not None else None
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "pilot_tui", mode, "--headless", *args],
-            env=full_env, stdout=self.handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=full_env, stdout=self.handle, stderr=self.err_handle or subprocess.PIPE, stdin=subprocess.DEVNULL,
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
@@ -63,9 +69,13 @@ class Proc:
             self.popen.kill()
             code = self.popen.wait(5)
         self.handle.close()
+        if self.err_handle is not None:
+            self.err_handle.close()
         return code
 
     def stderr(self) -> str:
+        if self.err is not None:
+            return self.err.read_text("utf-8", "replace") if self.err.exists() else ""
         return self.popen.stderr.read().decode("utf-8", "replace") if self.popen.stderr else ""
 
 
