@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pilot_tui.store.db import query_readonly
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 README_TABLE = "README-table.md"
@@ -413,53 +415,9 @@ def wait_until(cond: Any, timeout: float, what: str, procs: Sequence[Headless] =
         time.sleep(poll)
 
 
-def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Read another process's SQLite state (WAL: readers never block its writer). ``[]`` if not there yet."""
-    import sqlite3
-
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
-
-
 def count_events(db: Path) -> int:
-    rows = query(db, "SELECT COUNT(*) FROM events")
+    rows = query_readonly(db, "SELECT COUNT(*) FROM events")
     return int(rows[0][0]) if rows else 0
 
 
-BURST_RULES = """
-[[filter]]
-name = "bench"
-prefix = 'bench\\[\\d+\\]: '
 
-[[filter.patterns]]
-id = "hit"
-regex = 'alert from (?P<ip>[0-9.]+)$'
-
-[[rule]]
-name = "bench-hit"
-filter = "bench"
-patterns = ["hit"]
-anomaly = "bench_hit"
-severity = "low"
-maxretry = 1
-findtime = 60
-cooldown = 3600
-"""
-"""Rules where each ``alert from IP`` line is one detection (distinct IPs, so no window or cooldown merges them)."""
-
-
-def bench_ip(i: int) -> str:
-    """The ``i``-th distinct benchmark address (198.18.0.0/15, RFC 2544's benchmarking range)."""
-    return f"198.{18 + (i >> 16) % 2}.{(i >> 8) & 255}.{i & 255}"
-
-
-def alert_line(i: int) -> str:
-    """One log line that BURST_RULES turns into one detection from :func:`bench_ip` ``(i)``."""
-    return f"Nov 25 12:00:01 host bench[1]: alert from {bench_ip(i)}\n"

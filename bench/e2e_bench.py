@@ -27,14 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pilot_tui.sim.burst import BURST_RULES, burst_ip, burst_line
 from pilot_tui.sim.cluster import SimCluster, SimNode, sim_command
+from pilot_tui.store.db import query_readonly
 
 from .common import (
-    BURST_RULES,
     Ctx,
     Headless,
-    alert_line,
-    bench_ip,
     count_events,
     fms,
     fnum,
@@ -42,7 +41,6 @@ from .common import (
     headline_row,
     percentile,
     print_table,
-    query,
     ratio,
     sim_process_s,
     wait_until,
@@ -90,9 +88,9 @@ def _stop(net: SimCluster, *procs: Headless | None) -> None:
 
 def _append(fd: int, first: int, count: int) -> list[tuple[str, float]]:
     """Append ``count`` alert lines in one write; (ip, time written) for each."""
-    os.write(fd, "".join(alert_line(i) for i in range(first, first + count)).encode())
+    os.write(fd, "".join(burst_line(i) for i in range(first, first + count)).encode())
     now = time.time()
-    return [(bench_ip(i), now) for i in range(first, first + count)]
+    return [(burst_ip(i), now) for i in range(first, first + count)]
 
 
 def _warm_up(fd: int, first: int, count: int, orch_db: Path, procs: list[Headless], timeout: float = 60) -> None:
@@ -125,9 +123,9 @@ def latency_run(workdir: Path, backend: str, n: int, rate: float = RATE) -> dict
         done = time.time()
     finally:
         _stop(net, oracle, orch)
-    stored = {ip: (eid, at) for eid, ip, at in query(orch_db, "SELECT id, source_ip, received_at FROM events")}
-    created = dict(query(oracle_db, "SELECT id, created FROM outbox"))
-    acks = dict(query(oracle_db, "SELECT ack, COUNT(*) FROM outbox GROUP BY ack"))
+    stored = {ip: (eid, at) for eid, ip, at in query_readonly(orch_db, "SELECT id, source_ip, received_at FROM events")}
+    created = dict(query_readonly(oracle_db, "SELECT id, created FROM outbox"))
+    acks = dict(query_readonly(oracle_db, "SELECT ack, COUNT(*) FROM outbox GROUP BY ack"))
     total, tail, deliver = [], [], []
     for ip, t_append in appended.items():
         eid, t_stored = stored[ip]
@@ -198,7 +196,7 @@ def seed_way(node: SimNode, first: int, n: int, budget_s: float) -> dict[str, An
     ok = failed = 0
     start = time.perf_counter()
     for i in range(first, first + n):
-        msg = f'{{"source_ip": "{bench_ip(i)}", "anomaly": "brute_force_ssh", "severity": "critical"}}\n'
+        msg = f'{{"source_ip": "{burst_ip(i)}", "anomaly": "brute_force_ssh", "severity": "critical"}}\n'
         proc = subprocess.run(argv, input=msg.encode(), env=node.env, capture_output=True, timeout=60, check=False)
         ok, failed = (ok + 1, failed) if proc.returncode == 0 else (ok, failed + 1)
         if time.perf_counter() - start > budget_s:
@@ -219,9 +217,9 @@ def sender_way(node: SimNode, workdir: Path, first: int, n: int, batch_events: i
 
     outbox = Outbox(workdir / f"outbox-{batch_events}.db")
     sensor = f"bench-sender-{batch_events}"
-    events = [make_event(bench_ip(i), "brute_force_ssh", "critical", sensor=sensor, rule="sshd", count=5,
+    events = [make_event(burst_ip(i), "brute_force_ssh", "critical", sensor=sensor, rule="sshd", count=5,
                          window_s=600, user="root", log="/var/log/auth.log",
-                         evidence=[f"Nov 25 12:00:01 web-1 sshd[811]: Failed password for root from {bench_ip(i)} "
+                         evidence=[f"Nov 25 12:00:01 web-1 sshd[811]: Failed password for root from {burst_ip(i)} "
                                    "port 4242 ssh2"]) for i in range(first, first + n)]
     outbox.record(events, {})
     bus = UpdateBus()

@@ -29,10 +29,11 @@ from typing import Any
 
 import orjson
 
+from pilot_tui.sim.burst import burst_ip
+
 from .common import (
     Ctx,
     Headless,
-    bench_ip,
     count_events,
     fnum,
     fx,
@@ -66,7 +67,7 @@ def make_payloads(n: int, batch: int = BATCH, *, first: int = 0, sensor: str = "
         lines = []
         count = min(batch, n - start)
         for i in range(start, start + count):
-            ip = bench_ip(first + i)
+            ip = burst_ip(first + i)
             event = make_event(ip, "brute_force_ssh", "critical", sensor=sensor, seq=seqs[sensor], rule="sshd",
                                count=6, window_s=600, user="root", log="/var/log/auth.log",
                                evidence=[f"Nov 25 12:00:0{k} web-1 sshd[811]: Failed password for root from {ip} "

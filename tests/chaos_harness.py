@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from e2e_helpers import BURST_RULES, Proc, burst_lines, query
+from e2e_helpers import BURST_RULES, Proc, burst_ip, burst_lines, query
 
 from pilot_tui.sim.cluster import SimCluster
 
@@ -97,8 +97,8 @@ class ChaosResult:
 
 
 def line_ip(i: int) -> str:
-    """Source IP of line ``i`` as :func:`e2e_helpers.burst_lines` writes it."""
-    return f"198.18.{i // 256}.{i % 256}"
+    """Source IP of line ``i`` as :func:`pilot_tui.sim.burst.burst_lines` writes it."""
+    return burst_ip(i)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -589,7 +589,7 @@ def doctor(result: ChaosResult, dest: Path, fault: str, rng: random.Random | Non
         body["seq"] = 10**9
         raw = orjson.dumps(body)
         _write(moved.orch_db, "INSERT INTO events(id, received_at, source_ip, anomaly, severity, sensor, seq, body) "
-               "VALUES (?, 0, ?, 'e2e_test', 1, ?, ?, ?)", body["id"], row[1], SENSOR, body["seq"], raw)
+               "VALUES (?, 0, ?, 'burst_test', 1, ?, ?, ?)", body["id"], row[1], SENSOR, body["seq"], raw)
         _write(moved.oracle_db, "INSERT INTO outbox(id, seq, created, body, state) VALUES (?, ?, 0, ?, 'delivered')",
                body["id"], body["seq"], raw)
         return moved, str(row[1])

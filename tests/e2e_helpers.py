@@ -4,43 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from pilot_tui.sim.burst import BURST_RULES, burst_ip, burst_lines  # noqa: F401  (re-exported for tests)
+from pilot_tui.store.db import query_readonly as query  # noqa: F401
 
 SIM_BIN = str(Path(sys.executable).with_name("pilot-sim"))
-
-BURST_RULES = """
-[[filter]]
-name = "e2e"
-prefix = 'e2e\\[\\d+\\]: '
-
-[[filter.patterns]]
-id = "hit"
-regex = 'alert from (?P<ip>[0-9.]+)$'
-
-[[rule]]
-name = "e2e-hit"
-filter = "e2e"
-patterns = ["hit"]
-anomaly = "e2e_test"
-severity = "low"
-maxretry = 1
-findtime = 60
-cooldown = 3600
-"""
-
-
-def burst_lines(start: int, count: int) -> str:
-    """``count`` log lines, each one detection from a distinct IP (with BURST_RULES)."""
-    return "".join(
-        f"Nov 25 12:00:01 host e2e[1]: alert from 198.18.{i // 256}.{i % 256}\n" for i in range(start, start + count)
-    )
-
 
 class Proc:
     """A headless pilot-tui process; stdout goes to a file so the test can read every line it wrote.
@@ -77,19 +50,6 @@ class Proc:
         if self.err is not None:
             return self.err.read_text("utf-8", "replace") if self.err.exists() else ""
         return self.popen.stderr.read().decode("utf-8", "replace") if self.popen.stderr else ""
-
-
-def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Read another process's SQLite state (WAL: readers do not block the writer)."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str, procs: list[Proc] = ()) -> None:  # type: ignore[assignment]

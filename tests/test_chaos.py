@@ -91,7 +91,7 @@ def synthetic_result(tmp: Path, n: int = 40) -> ChaosResult:
         os.close(fd)
     position = FilePosition(str(log), st.st_dev, st.st_ino, fp, fp_len, st.st_size).to_json()
     outbox = Outbox(work / "oracle" / "oracle.db")
-    detected = [make_event(line_ip(i), "e2e_test", "low", sensor=SENSOR, rule="e2e-hit") for i in range(n)]
+    detected = [make_event(line_ip(i), "burst_test", "low", sensor=SENSOR, rule="burst-hit") for i in range(n)]
     events = outbox.record(detected, {"file:" + os.path.abspath(log): position})
     outbox.mark_delivered([e.id for e in events], "stored")
     outbox.close()
@@ -239,8 +239,8 @@ async def test_sender_resends_when_orchestrator_dies_holding_the_stream(sim_node
     try:
         sender = Sender(Pilotctl(SIM_BIN, env=nodes["bug-oracle"].env), outbox, u.UpdateBus(), peer="bug-orch",
                         connect_timeout=2.0, batch_events=1)
-        outbox.record([make_event("192.0.2.1", "e2e_test", "low", sensor="s"),
-                       make_event("192.0.2.2", "e2e_test", "low", sensor="s")], {})
+        outbox.record([make_event("192.0.2.1", "burst_test", "low", sensor="s"),
+                       make_event("192.0.2.2", "burst_test", "low", sensor="s")], {})
         first, second = outbox.all_ids()
         assert await asyncio.wait_for(sender.send_rows(outbox.pending(limit=1)), 30)
         assert outbox.state_of(first) == ("delivered", "stored")  # our orchestrator answers with an ack

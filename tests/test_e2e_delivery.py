@@ -71,7 +71,7 @@ def test_every_detection_stored_once_across_orchestrator_restart(sim_nodes, tmp_
     assert query(xdb, "SELECT COUNT(*) FROM quarantine") == [(0,)]
     acks = {r[0] for r in query(odb, "SELECT ack FROM outbox")}
     assert acks <= ({"stored", "duplicate"} if transport == "stream" else {"daemon-ack"})
-    burst_ips = {r[0] for r in query(xdb, "SELECT source_ip FROM events WHERE anomaly='e2e_test'")}
+    burst_ips = {r[0] for r in query(xdb, "SELECT source_ip FROM events WHERE anomaly='burst_test'")}
     assert len(burst_ips) == 500
     if transport == "message":
         senders = {r[0] for r in query(xdb, "SELECT DISTINCT sender FROM events")}

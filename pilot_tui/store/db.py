@@ -52,3 +52,20 @@ class Tx:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def query_readonly(path: Path | str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """Run one query against another process's database, read-only (WAL: it never blocks that writer).
+
+    Returns ``[]`` while the file or its tables do not exist yet — what a test or benchmark polling a starting
+    process wants.
+    """
+    if not Path(path).exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
