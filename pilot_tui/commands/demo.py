@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
 
         app = make_app(oracle=world.oracle, orchestrator=world.orchestrator, executor=world.executor, demo=True,
                        background=[world.story()])
+        # A dropped SSH session (SIGHUP) or a kill (SIGTERM) must still stop the nodes and remove the temp dir.
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, lambda *_: app.exit())
         app.run()
     finally:
         world_cm.__exit__(None, None, None)
