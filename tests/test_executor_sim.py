@@ -26,7 +26,7 @@ from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.inbox import InboxWatcher
 from pilot_tui.sim.cluster import SimNode
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(90)  # the waits below add up to ~30 s on a loaded 2-core machine
 sim_cluster = sim_fixtures.sim_cluster  # the fixtures, made visible to pytest in this module
 sim_nodes = sim_fixtures.sim_nodes
 
@@ -79,17 +79,17 @@ async def test_request_applied_answered_by_wait_and_inbox_then_expired(
         assert engine.firewall.recorded[-1][:3] == ["nft", "add", "element"]
 
         # 2. the same reply also sits in the orchestrator's inbox
-        seen = await result_in_inbox(orch_inbox, req.request_id, "applied", 5)
+        seen = await result_in_inbox(orch_inbox, req.request_id, "applied", 15)
         assert seen == result
 
         # 3. the same request again, without --wait: same answer, no second action, delivered to the inbox
         actions = len(engine.firewall.recorded)
         await orch.send_message(EXEC, req.encode())
-        again = await result_in_inbox(orch_inbox, req.request_id, "applied", 5)
+        again = await result_in_inbox(orch_inbox, req.request_id, "applied", 15)
         assert again == result and len(engine.firewall.recorded) == actions
 
         # 4. two seconds later the block expires and the orchestrator is told
-        expired = await result_in_inbox(orch_inbox, req.request_id, "expired", 8)
+        expired = await result_in_inbox(orch_inbox, req.request_id, "expired", 20)
         assert expired.ip == "203.0.113.7" and engine.store.active_blocks() == []
     finally:
         await orch_inbox.close()
