@@ -108,3 +108,12 @@ def test_triage_persists_and_feed_filters(tmp_path) -> None:  # type: ignore[no-
     assert top.max_severity == 4
     assert feed.top_sources(conn, 1) == [("203.0.113.7", 2)]
     assert sum(feed.per_minute(conn, 5)) == 3
+
+
+def test_outbox_prune_keeps_pending_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    box = Outbox(tmp_path / "oracle.db")
+    done, waiting = box.record([ev(), ev()], {})
+    box.mark_delivered([done.id], "stored")
+    box.conn.execute("UPDATE outbox SET delivered_at = delivered_at - 8 * 86400, created = created - 8 * 86400")
+    assert box.prune(7 * 86400) == 1
+    assert box.all_ids() == [waiting.id] and box.depth() == 1

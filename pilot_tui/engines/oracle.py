@@ -50,6 +50,9 @@ class OracleConfig:
     sensor: str = ""
     """This oracle's name in events."""
     connect_timeout: float = 10.0
+    """Seconds a stream connect waits for the orchestrator's acknowledgement."""
+    keep_delivered_s: float = 7 * 86400
+    """Delivered and rejected outbox rows are deleted once this old."""
 
 
 class OracleEngine:
@@ -88,6 +91,7 @@ class OracleEngine:
         """Tail, detect and send until cancelled; sources are closed (and the outbox left consistent) on exit."""
         tasks = [asyncio.create_task(self._consume(s), name=f"source-{i}") for i, s in enumerate(self.sources)]
         tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+        tasks.append(asyncio.create_task(self._prune_outbox(), name="outbox-prune"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -97,6 +101,12 @@ class OracleEngine:
             for source in self.sources:
                 with contextlib.suppress(Exception):
                     await source.close()
+
+    async def _prune_outbox(self) -> None:
+        """Forget delivered rows after a week, hourly, so the outbox does not grow forever (pending rows stay)."""
+        while True:
+            self.outbox.prune(self.config.keep_delivered_s)
+            await asyncio.sleep(3600)
 
     async def _consume(self, source: LineSource) -> None:
         async for batch in source.batches():
