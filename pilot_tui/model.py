@@ -17,7 +17,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -391,11 +391,6 @@ def encode_batch(events: Iterable[ThreatEvent]) -> bytes:
         obj["batch_size"] = len(items)
         lines.append(orjson.dumps(obj))
     return b"\n".join(lines) + b"\n" if lines else b""
-
-
-def with_seq(event: ThreatEvent, seq: int) -> ThreatEvent:
-    """A copy of ``event`` with its per-sensor sequence number set."""
-    return replace(event, seq=seq)
 
 
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
