@@ -23,10 +23,12 @@ from typing import Any
 from pilot_tui.model import Rejected, decode_payload
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError, Timeout
+from pilot_tui.pilot.inbox import InboxWatcher
 from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payload
 from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
+from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
 from .receiver import build_ack, payload_complete
 
 
@@ -155,10 +157,6 @@ class OrchestratorEngine:
     # -- inbox receiver --------------------------------------------------------------------------------------
 
     async def _inbox_receiver(self) -> None:
-        from pilot_tui.pilot.inbox import InboxWatcher
-
-        from .mitigation import MitigationError, message_kind, parse_result
-
         watcher = InboxWatcher(self.pilotctl, seen=self.store.inbox_seen, poll_interval=self.config.inbox_poll_s)
         self._set_receiver("inbox", kind="inbox", state="running", detail="watching the daemon inbox")
         pruner = asyncio.create_task(self._prune_inbox(watcher))
@@ -240,8 +238,6 @@ class OrchestratorEngine:
         """Ask the executor to block the event's source IP. Returns the request id; the outcome arrives as a
         :class:`~pilot_tui.engines.updates.MitigationUpdate` (at once if the executor answers within ``wait_s``,
         else when its reply reaches our inbox). Raises ``ValueError`` when mitigation is impossible."""
-        from .mitigation import MitigationRequest, parse_result
-
         if not self.config.exec_node:
             raise ValueError("no executor configured: start the orchestrator with --exec-node HOST")
         stored = self.store.get(event_id)
@@ -266,22 +262,26 @@ class OrchestratorEngine:
             return request.request_id
         if ack.reply is not None:
             data = ack.reply.get("data")
-            with contextlib.suppress(Exception):
-                self._apply_result(parse_result(str(data).encode() if data is not None else b""))
+            try:
+                result = parse_result(str(data).encode() if data is not None else b"")
+            except MitigationError:
+                pass  # not a result we understand: the inbox copy of the reply gets another chance
+            else:
+                self._apply_result(result)
                 return request.request_id
         self._mitigation_status(request.request_id, event_id, ip, "sent", "delivered; waiting for the executor")
         return request.request_id
 
-    def _apply_result(self, result: Any) -> None:
+    def _apply_result(self, result: MitigationResult) -> None:
         known = self.store.mitigation(result.request_id)
         if known and known["status"] == result.status and known["detail"] == result.detail:
             return  # the same answer again: once through --wait, once more through the inbox
         event_id = known["event_id"] if known else ""
         self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
         if event_id and result.status in ("applied", "already_applied"):
-            self.store.set_state([event_id], "mitigated", by=f"executor:{getattr(result, 'executor', '')}")
+            self.store.set_state([event_id], "mitigated", by=f"executor:{result.executor}")
         elif event_id and result.status in ("refused", "failed"):
-            self.store.set_state([event_id], "new", by=f"executor:{getattr(result, 'executor', '')}")
+            self.store.set_state([event_id], "new", by=f"executor:{result.executor}")
 
     def _mitigation_status(self, request_id: str, event_id: str, ip: str, status: str, detail: str) -> None:
         self.store.record_mitigation(request_id, event_id, ip, status, detail)
