@@ -12,7 +12,7 @@ import pytest
 
 from pilot_tui.detect import Detector, load_rules, scan_files
 from pilot_tui.sim import loggen
-from pilot_tui.sim.loggen_story import STORY_FILES, story_script
+from pilot_tui.sim.loggen_story import STORY_FILES, play_story, story_script
 
 SYSLOG = re.compile(
     r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d web-1 (sshd|CRON|sudo|systemd-logind|kernel)(\[\d+\])?: "
@@ -83,7 +83,7 @@ def test_cli(tmp_path: Path) -> None:
 
 
 def test_story_fires_every_builtin_anomaly(tmp_path: Path) -> None:
-    written = asyncio.run(loggen.play_story(tmp_path, speed=2000.0, loop=False))
+    written = asyncio.run(play_story(tmp_path, speed=2000.0, loop=False))
     assert written > 150
     report = scan_files([tmp_path / name for name in STORY_FILES], reference=time.time())
     assert {e.anomaly for e in report.events} == {r.anomaly for r in load_rules().rules}
@@ -96,7 +96,7 @@ def test_story_fires_every_builtin_anomaly(tmp_path: Path) -> None:
 def test_story_streams_live_and_loops_until_cancelled(tmp_path: Path) -> None:
     async def main() -> None:
         det = Detector(load_rules())
-        task = asyncio.create_task(loggen.play_story(tmp_path, speed=400.0, loop=True))
+        task = asyncio.create_task(play_story(tmp_path, speed=400.0, loop=True))
         await asyncio.sleep(0.15)  # partway through the first pass
         partial = (tmp_path / "auth.log").read_text().count("\n")
         await asyncio.sleep(0.35)  # one pass is 100 s / 400 = 0.25 s: now into the second
@@ -117,4 +117,4 @@ def test_story_script_is_ordered_and_bounded() -> None:
     assert [s.at for s in steps] == sorted(s.at for s in steps)
     assert steps[-1].at < 100.0 and {s.file for s in steps} == set(STORY_FILES)
     with pytest.raises(ValueError):
-        asyncio.run(loggen.play_story("/nonexistent-never", speed=0))
+        asyncio.run(play_story("/nonexistent-never", speed=0))

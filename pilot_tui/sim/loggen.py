@@ -9,8 +9,8 @@ Line formats live in :mod:`pilot_tui.sim.loggen_formats` (re-exported here).
   publickey logins, pam sessions, CRON, legitimate sudo; normal web hits; nothing for UFW) and attacks (brute force,
   user enumeration, max-auth, sudo failures; traversal, SQLi, scanners, 404 bursts; port scans). The same seed
   always gives the same bytes. Syslog times are written in UTC without a year, like rsyslog's traditional format.
-* :func:`play_story` appends a scripted live attack story with current timestamps (the script lives in
-  :mod:`pilot_tui.sim.loggen_story`).
+* :func:`pilot_tui.sim.loggen_story.play_story` (built on this module's line formats) appends a scripted live
+  attack story with current timestamps.
 
 Attackers come only from documentation ranges (203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24, 2001:db8::/32), so
 nothing generated here ever names a real host.
@@ -289,20 +289,6 @@ def generate(
     return written
 
 
-async def play_story(
-    directory: str | Path,
-    speed: float = 1.0,
-    loop: bool = True,
-    *,
-    seed: int = 7,
-    clock: Callable[[], float] = time.time,
-) -> int:
-    """Append the demo's attack story to ``directory``/{auth,access,ufw}.log; see :mod:`pilot_tui.sim.loggen_story`."""
-    from .loggen_story import play_story as play  # the story builds on this module's line formats
-
-    return await play(directory, speed, loop, seed=seed, clock=clock)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m pilot_tui.sim.loggen --kind auth --lines N --seed S OUT``; returns an exit status."""
     parser = argparse.ArgumentParser(
@@ -332,7 +318,6 @@ __all__ = [
     "LINE_GAP",
     "generate",
     "main",
-    "play_story",
     "HOST",
     "ATTACK_USERS",
     "LOCAL_USERS",
