@@ -107,9 +107,7 @@ class SdkListener:
         try:
             self._driver = await loop.run_in_executor(self._pool, self._driver_cls, self._socket_path)
             self._listener = await loop.run_in_executor(self._pool, self._driver.listen, self.port)
-        except PilotError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # the SDKs raise their own error classes, not ours
             await self.close()
             raise ConnectionFailed(f"cannot listen on port {self.port}: {exc}") from None
         return self
