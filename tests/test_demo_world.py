@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from task_helpers import stop_tasks
 
 from pilot_tui.commands.demo import demo_world
 
@@ -35,9 +36,7 @@ async def test_demo_story_flows_to_the_feed_and_mitigation_round_trips(tmp_path)
             assert stored is not None and stored.event.sensor == "gcp-log-oracle"
             assert stored.mitigation and stored.mitigation["status"] in ("applied", "already_applied")
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(*tasks)
             await world.executor.close()
     time.sleep(0.5)
     for pid in pids:  # leaving the demo stops every emulated node (gone, or a zombie nobody reaped yet)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from task_helpers import stop_tasks
 from test_executor_support import EXECUTOR_ADDR, ORCH_ADDR, STRANGER_ADDR, FakePilot
 
 from pilot_tui.engines import executor_updates as xu
@@ -382,7 +383,7 @@ async def test_run_expires_on_a_real_timer_and_replies(tmp_path: Path) -> None:
         await asyncio.wait_for(until(lambda u: isinstance(u, xu.BlockExpired)), 4)
         await asyncio.wait_for(until(lambda u: isinstance(u, xu.ReplySent) and u.status == "expired"), 3)
     finally:
-        task.cancel()
+        await stop_tasks(task)
         await asyncio.gather(task, return_exceptions=True)
         sub.close()
         await engine.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sim_fixtures
+from task_helpers import stop_tasks
 
 from pilot_tui.engines.executor import ExecutorEngine
 from pilot_tui.engines.mitigation import MitigationRequest, MitigationResult, parse_result
@@ -93,7 +94,7 @@ async def test_request_applied_answered_by_wait_and_inbox_then_expired(
         assert expired.ip == "203.0.113.7" and engine.store.active_blocks() == []
     finally:
         await orch_inbox.close()
-        task.cancel()
+        await stop_tasks(task)
         await asyncio.gather(task, return_exceptions=True)
         await engine.close()
 
@@ -115,6 +116,6 @@ async def test_refusals_reach_the_sender(sim_nodes: Callable[..., dict[str, SimN
         assert parse_result(answer["data"]).detail.startswith("loopback:")
         assert engine.store.active_blocks() == []
     finally:
-        task.cancel()
+        await stop_tasks(task)
         await asyncio.gather(task, return_exceptions=True)
         await engine.close()

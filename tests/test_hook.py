@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from task_helpers import stop_tasks
+
 from pilot_tui.engines import updates as u
 from pilot_tui.engines.hook import HookRunner, make_applier, parse_action
 from pilot_tui.model import make_event
@@ -55,7 +57,7 @@ async def test_example_consumer_drives_the_orchestrator() -> None:
         await wait_for(lambda: engine.mitigated and engine.acked)
         assert engine.mitigated == [crit[1].id] and engine.acked == [low.id]
     finally:
-        task.cancel()
+        await stop_tasks(task)
 
 
 async def test_crashing_hook_is_restarted_and_never_blocks(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -77,4 +79,4 @@ async def test_crashing_hook_is_restarted_and_never_blocks(tmp_path) -> None:  #
         assert hook.dropped > 0
         assert any(isinstance(n, u.Notice) and "exited with status 3" in n.message for n in notices)
     finally:
-        task.cancel()
+        await stop_tasks(task)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from task_helpers import stop_tasks
 
 from pilot_tui.detect import Detector, load_rules, scan_files
 from pilot_tui.sim import loggen
@@ -100,7 +101,7 @@ def test_story_streams_live_and_loops_until_cancelled(tmp_path: Path) -> None:
         await asyncio.sleep(0.15)  # partway through the first pass
         partial = (tmp_path / "auth.log").read_text().count("\n")
         await asyncio.sleep(0.35)  # one pass is 100 s / 400 = 0.25 s: now into the second
-        task.cancel()
+        await stop_tasks(task)
         with pytest.raises(asyncio.CancelledError):
             await task
         lines = (tmp_path / "auth.log").read_text().splitlines()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
+from task_helpers import stop_tasks
 
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
 from pilot_tui.model import encode_batch, make_event
@@ -42,12 +43,12 @@ async def test_inbox_messages_stored_once_and_pruned(sim_nodes, tmp_path) -> Non
         await wait_for(lambda: store.quarantine_count() >= 1 and store.total() >= 3, "inbox ingested")
         assert {store.get(e.id).sender for e in events} == {nodes["oracle-x"].address}  # type: ignore[union-attr]
     finally:
-        task.cancel()
+        await stop_tasks(task)
     assert len(list(orch.inbox.glob("*.json"))) == 3
     # a restart reads the same inbox and ingests nothing twice (the bad message is not quarantined again)
     task = asyncio.create_task(OrchestratorEngine(Pilotctl(SIM, env=orch.env), store, keep).run())
     await asyncio.sleep(1.5)
-    task.cancel()
+    await stop_tasks(task)
     assert store.total() == 3 and store.quarantine_count() == 1 and store.quarantine_by_reason() == {"bad_json": 1}
     # pruning clears what is stored and old enough
     prune = OrchestratorConfig(stream=False, inbox_poll_s=0.2, inbox_keep_s=0.5, inbox_prune_every_s=0.3)
@@ -55,5 +56,5 @@ async def test_inbox_messages_stored_once_and_pruned(sim_nodes, tmp_path) -> Non
     try:
         await wait_for(lambda: not any(orch.inbox.glob("*.json")), "inbox pruned")
     finally:
-        task.cancel()
+        await stop_tasks(task)
     assert store.total() == 3

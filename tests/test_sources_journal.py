@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from task_helpers import stop_tasks
 
 from pilot_tui.sources import (
     STATE_FOLLOWING,
@@ -232,7 +233,7 @@ async def test_close_and_cancel_kill_the_subprocess(journal: Path) -> None:
         await asyncio.sleep(0.01)
     proc2 = src2._proc
     assert proc2 is not None
-    task.cancel()
+    await stop_tasks(task)
     with pytest.raises(asyncio.CancelledError):
         await task
     assert proc2.returncode is not None  # killed in finally, not leaked

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
+from task_helpers import stop_tasks
 
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
 from pilot_tui.engines.receiver import parse_ack
@@ -48,7 +49,7 @@ async def test_batch_connect_gets_stored_ids_well_under_a_second(sim_nodes, tmp_
         assert parse_ack(seed_result.response)["stored"][0].startswith("seed-")  # type: ignore[index]
         assert engine.store.total() == 101
     finally:
-        task.cancel()
+        await stop_tasks(task)
 
 
 async def test_recv_fallback_stores_but_cannot_reply(sim_nodes, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +75,7 @@ async def test_recv_fallback_stores_but_cannot_reply(sim_nodes, tmp_path) -> Non
             await asyncio.sleep(0.05)
         assert engine.store.get(event.id) is not None
     finally:
-        task.cancel()
+        await stop_tasks(task)
 
 
 async def test_port_in_use_is_reported_and_retried(sim_nodes, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -94,4 +95,4 @@ async def test_port_in_use_is_reported_and_retried(sim_nodes, tmp_path) -> None:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
     finally:
-        task.cancel()
+        await stop_tasks(task)

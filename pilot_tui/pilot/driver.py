@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import os
 import re
 import time
@@ -30,6 +31,8 @@ TOPIC_RE = re.compile(r"^(\*|[A-Za-z0-9._:/-]{1,128})$")
 
 DEFAULT_CALL_TIMEOUT = 15.0
 """Seconds any one pilotctl call may take before we kill it (calls that wait, like recv, add their own wait)."""
+KILL_WAIT_S = 5.0
+"""How long a killed pilotctl run is waited for (its exit status) before we move on without it."""
 
 
 def check_target(target: str) -> str:
@@ -205,8 +208,12 @@ class Pilotctl:
             raise Timeout(f"pilotctl {args[0] if args else ''} did not finish within {limit:g}s") from None
         finally:
             if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                # Bounded: on Python 3.11 wait() also waits for the pipes to close, which a stray grandchild
+                # holding them would delay for ever; the kill has been sent, which is what matters here.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), KILL_WAIT_S)
         return proc.returncode or 0, out, err
 
     async def call(self, *args: str, stdin: bytes | None = None, timeout: float | None = None) -> dict[str, Any]:
