@@ -194,6 +194,32 @@ async def test_new_events_are_picked_up_and_the_cursor_keeps_its_event(orch: Any
         assert table.cursor == 0 and table.current.event.id.startswith("ev-98-")  # type: ignore[union-attr]
 
 
+async def test_scrollbar_thumb_follows_new_events(orch: Any) -> None:
+    """The scrollbar is repainted only when a new event moves its thumb visibly, but it is never left stale."""
+    from textual.geometry import Region
+
+    from pilot_tui.ui.sample import sample_events
+
+    app = make_app(orchestrator=orch)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(FeedTable)
+        bar = table.vertical_scrollbar
+        whole = Region(0, 0, 1, bar.size.height)
+        thumbs = set()
+        for seed in range(90, 100):  # 300 -> 1,300 rows: the thumb shrinks from ~2 cells to under one
+            fresh = [e for _, e in sample_events(100 if seed % 2 else 1, seed=seed)]
+            orch.ingest_payload(b"\n".join(e.to_json() for e in fresh), sender="0:0000.0000.0b20",
+                                transport="stream")
+            await settle(pilot, 0.1)
+            assert bar.window_virtual_size == table.virtual_size.height == table.window.total + 1
+            shown = [strip.text + str(strip) for strip in bar.render_lines(whole)]
+            bar.refresh()
+            assert [strip.text + str(strip) for strip in bar.render_lines(whole)] == shown, "stale scrollbar"
+            thumbs.add(tuple(shown))
+        assert len(thumbs) > 1  # the thumb did change along the way, so both paths were taken
+
+
 async def test_incidents_enter_filters_the_feed_by_ip(orch: Any) -> None:
     app = make_app(orchestrator=orch)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.strip import Strip
 
 from pilot_tui.store.events import StoredEvent
@@ -138,7 +139,13 @@ class FeedTable(ScrollView, can_focus=True):
         view = self.scrollable_content_region.height
         if view and old.height > view and new.height > view and self.show_vertical_scrollbar:
             self.set_reactive(FeedTable.virtual_size, new)
-            self.vertical_scrollbar.window_virtual_size = new.height
+            bar = self.vertical_scrollbar
+            if _thumb(bar, old.height) == _thumb(bar, new.height):
+                # one more row among thousands rarely moves the thumb by a visible eighth of a cell: repainting
+                # the scrollbar anyway was the biggest part of a new event's UI time
+                bar.set_reactive(ScrollBar.window_virtual_size, new.height)
+            else:
+                bar.window_virtual_size = new.height
             self.refresh()
         else:
             self.virtual_size = new
@@ -281,3 +288,12 @@ class FeedTable(ScrollView, can_focus=True):
     def _to_strip(self, text: Text, width: int, style: Style) -> Strip:
         segments = list(text.render(self.app.console))
         return Strip(segments).crop_extend(0, width, style)
+
+
+def _thumb(bar: ScrollBar, virtual_height: int) -> list[str]:
+    """What ``bar`` would draw for ``virtual_height`` rows (glyph and colour-reversal per cell), via Textual's own
+    ``ScrollBarRender.render_bar`` so the comparison follows Textual's geometry exactly."""
+    drawn = ScrollBarRender.render_bar(
+        size=bar.size.height, virtual_size=virtual_height, window_size=bar.window_size, position=bar.position
+    )
+    return [f"{seg.text}{int(bool(seg.style and seg.style.reverse))}" for seg in drawn.segments]
