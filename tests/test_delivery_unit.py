@@ -221,3 +221,23 @@ def test_same_mitigation_result_twice_is_reported_once(tmp_path) -> None:  # typ
     engine._apply_result(result)  # the same reply found again in the inbox
     assert [x.status for x in seen if isinstance(x, u.MitigationUpdate)] == ["applied"]
     assert engine.store.get(ev.id).state == "mitigated"  # type: ignore[union-attr]
+
+
+def test_triage_source_moves_only_the_new_events_of_that_ip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = OrchestratorEngine(None, EventStore(tmp_path / "o.db"))  # type: ignore[arg-type]
+    seen: list[object] = []
+    engine.bus.subscribe(seen.append)
+    attacker = [make_event("203.0.113.9", "brute_force_ssh", "high", sensor="s", seq=i) for i in range(4)]
+    bystander = make_event("198.51.100.1", "web_sqli", "high", sensor="s", seq=9)
+    engine.ingest_payload(encode_batch([*attacker, bystander]), sender="", transport="stream")
+    engine.store.set_state([attacker[0].id], "mitigating")
+    assert engine.triage_source("203.0.113.9", "acknowledged", "known scanner") == 3
+    states = {e.id: engine.store.get(e.id).state for e in [*attacker, bystander]}  # type: ignore[union-attr]
+    assert states == {attacker[0].id: "mitigating", attacker[1].id: "acknowledged", attacker[2].id: "acknowledged",
+                      attacker[3].id: "acknowledged", bystander.id: "new"}
+    assert engine.store.get(attacker[1].id).note == "known scanner"  # type: ignore[union-attr]
+    changes = [x for x in seen if isinstance(x, u.TriageChanged)]
+    assert changes and set(changes[-1].ids) == {e.id for e in attacker[1:]}  # the UI hears which rows changed
+    assert engine.triage_source("203.0.113.9", "acknowledged") == 0  # nothing new left
+    with pytest.raises(ValueError, match="not 'mitigated'"):
+        engine.triage_source("198.51.100.1", "mitigated")

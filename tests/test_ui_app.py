@@ -239,6 +239,44 @@ async def test_incidents_enter_filters_the_feed_by_ip(orch: Any) -> None:
         assert rows and all(ip in line for line in rows)
 
 
+async def test_incident_acknowledged_as_a_whole_with_one_note(orch: Any) -> None:
+    from textual.widgets import DataTable
+
+    store = orch.store
+    app = make_app(orchestrator=orch)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        ip = store.conn.execute("SELECT source_ip FROM events WHERE state='new' GROUP BY source_ip "
+                                "ORDER BY COUNT(*) DESC LIMIT 1").fetchone()[0]
+        table = app.screen.query_one(DataTable)
+        row = next(r for r in range(table.row_count) if str(table.get_row_at(r)[1]) == ip)
+        await pilot.press(*["down"] * row)
+        one_handled = store.ids_from_source(ip)[0]
+        orch.false_positive([one_handled], "earlier call")  # already handled: must keep its state
+        before = {r[0]: r[1] for r in store.conn.execute("SELECT id, state FROM events WHERE source_ip != ?", (ip,))}
+        to_ack = store.ids_from_source(ip)
+        assert to_ack
+        await pilot.press("a")
+        await settle(pilot)
+        assert ip in screen_text(app) and f"{len(to_ack):,} new event" in screen_text(app)
+        await pilot.press(*"pen test", "enter")
+        await settle(pilot, 0.2)
+        states = {r[0]: (r[1], r[2]) for r in store.conn.execute(
+            "SELECT id, state, note FROM events WHERE source_ip = ?", (ip,))}
+        assert all(states[i] == ("acknowledged", "pen test") for i in to_ack)
+        assert states[one_handled] == ("false_positive", "earlier call")
+        assert {r[0]: r[1] for r in store.conn.execute(
+            "SELECT id, state FROM events WHERE source_ip != ?", (ip,))} == before  # other attackers untouched
+        assert store.ids_from_source(ip) == []
+        await pilot.press("a")  # nothing new left: says so instead of opening an empty dialog
+        await settle(pilot)
+        notes = [n.message for n in app._notifications]
+        assert any(f"{len(to_ack):,} events from {ip} acknowledged" in n for n in notes)
+        assert any("has no new events" in n for n in notes)
+
+
 async def test_sensors_and_trust_approve_goes_through_the_engine(tmp_path: Path) -> None:
     stub = StubPilot(pending_requests=list(SAMPLE_PENDING))
     orch = sample_orchestrator(str(tmp_path / "events.db"), 100, pilot=stub)

@@ -229,6 +229,15 @@ class OrchestratorEngine:
     def reopen(self, ids: list[str]) -> int:
         return self._triage(ids, "new", None)
 
+    def triage_source(self, source_ip: str, state: str, note: str | None = None) -> int:
+        """Acknowledge (``acknowledged``) or dismiss (``false_positive``) every *new* event of one source IP — a
+        whole incident at once. Events already handled or waiting on a mitigation keep their state. Returns how
+        many changed."""
+        if state not in ("acknowledged", "false_positive"):
+            raise ValueError(f"an incident can be acknowledged or marked false positive, not {state!r}")
+        ids = self.store.ids_from_source(source_ip)
+        return self._triage(ids, state, note) if ids else 0
+
     def _triage(self, ids: list[str], state: str, note: str | None) -> int:
         changed = self.store.set_state(ids, state, note=note, by=self.config.analyst or "analyst")
         self.bus.emit(u.TriageChanged(at=time.time(), ids=tuple(ids), state=state, note=note))

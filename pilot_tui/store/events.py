@@ -221,6 +221,15 @@ class EventStore:
             )
         return cur.rowcount
 
+    def ids_from_source(self, source_ip: str, states: Iterable[str] = ("new",)) -> list[str]:
+        """Ids of ``source_ip``'s events in one of ``states``: what triaging a whole incident acts on."""
+        wanted = tuple(states)
+        marks = ",".join("?" * len(wanted))
+        rows = self.conn.execute(
+            f"SELECT id FROM events WHERE source_ip=? AND state IN ({marks}) ORDER BY rowid", (source_ip, *wanted)
+        )
+        return [r[0] for r in rows]
+
     def record_mitigation(self, request_id: str, event_id: str, source_ip: str, status: str, detail: str = "") -> None:
         """Create or update a mitigation request and show its outcome on every event of that source IP."""
         now = time.time()

@@ -1,6 +1,7 @@
 """Incidents: one row per source IP across sensors and anomalies (``feed.incidents``), at most 200.
 
-Enter returns the IP to the feed, which then shows only that attacker's events; ``m`` asks to block it.
+Enter returns the IP to the feed, which then shows only that attacker's events; ``m`` asks to block it; ``a`` and
+``f`` acknowledge or dismiss every new event of that IP at once (with one note), so a noisy attacker is one decision.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..messages import EngineUpdates
 from ..widgets.key_hints import KeyHints
 from ..widgets.view_bar import ViewBar
 from .base import SecondaryScreen
+from .dialogs import NoteDialog
 
 INCIDENT_LIMIT = 200
 
@@ -37,6 +39,8 @@ class IncidentsScreen(SecondaryScreen):
     BINDINGS = [
         Binding("escape", "close", "Back"),
         Binding("enter", "choose", "Show events"),
+        Binding("a", "triage('acknowledged')", "Ack all"),
+        Binding("f", "triage('false_positive')", "False pos. all"),
         Binding("m", "mitigate", "Mitigate"),
         Binding("r", "reload", "Refresh"),
     ]
@@ -130,6 +134,34 @@ class IncidentsScreen(SecondaryScreen):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_triage(self, state: str) -> None:
+        """Ask for a note, then move every new event of the IP under the cursor to ``state`` (in a worker)."""
+        ip = self._current_ip()
+        if ip is None:
+            return
+        pending = len(self.engine.store.ids_from_source(ip))
+        if not pending:
+            self.notify(f"{safe(ip)} has no new events to triage.", severity="warning", timeout=3)
+            return
+        verb = "Acknowledge" if state == "acknowledged" else "Mark as false positive"
+        body = Text(no_wrap=False, end="")
+        body.append(safe(ip), style="bold")
+        body.append(f"\n{pending:,} new event{'s' if pending != 1 else ''}; events already handled or being "
+                    "mitigated keep their state.")
+
+        def done(note: str | None) -> None:
+            if note is None:
+                return
+
+            async def work() -> None:
+                changed = self.engine.triage_source(ip, state, note or None)
+                done_verb = "acknowledged" if state == "acknowledged" else "marked false positive"
+                self.notify(f"{changed:,} events from {safe(ip)} {done_verb}.", timeout=4)
+
+            self.run_intent(verb.lower(), work())
+
+        self.app.push_screen(NoteDialog(f"{verb} all new events of this IP", body), done)
 
     def action_mitigate(self) -> None:
         ip = self._current_ip()
