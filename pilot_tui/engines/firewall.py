@@ -25,6 +25,8 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from pilot_tui.subproc import kill_and_reap
+
 BACKENDS: tuple[str, ...] = ("dry-run", "nft", "iptables", "ufw")
 NFT_TABLE = "pilot_tui"
 NFT_SET4 = "blocklist"
@@ -140,9 +142,7 @@ async def run_argvs(argvs: Sequence[Argv], timeout: float = RUN_TIMEOUT_S) -> No
         except asyncio.TimeoutError:
             raise FirewallError(f"{argv[0]} did not finish within {timeout:g}s", argv=list(argv)) from None
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_and_reap(proc)
         if proc.returncode != 0:
             text = err.decode("utf-8", "replace").strip()
             first = text.splitlines()[0] if text else f"exit status {proc.returncode}"

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from pilot_tui.model import ThreatEvent
+from pilot_tui.subproc import kill_and_reap
 
 from . import updates as u
 
@@ -118,9 +119,7 @@ class HookRunner:
             return f"exited with status {status}"
         finally:
             reader.cancel()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_and_reap(proc)
 
     async def _read_actions(self, stdout: asyncio.StreamReader) -> None:
         async for line in stdout:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import os
 import re
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from pilot_tui.subproc import kill_and_reap
 
 from .errors import BadResponse, InvalidArgument, PilotError, Timeout, error_from_envelope
 
@@ -31,8 +32,6 @@ TOPIC_RE = re.compile(r"^(\*|[A-Za-z0-9._:/-]{1,128})$")
 
 DEFAULT_CALL_TIMEOUT = 15.0
 """Seconds any one pilotctl call may take before we kill it (calls that wait, like recv, add their own wait)."""
-KILL_WAIT_S = 5.0
-"""How long a killed pilotctl run is waited for (its exit status) before we move on without it."""
 
 
 def check_target(target: str) -> str:
@@ -207,13 +206,7 @@ class Pilotctl:
         except asyncio.TimeoutError:
             raise Timeout(f"pilotctl {args[0] if args else ''} did not finish within {limit:g}s") from None
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                # Bounded: on Python 3.11 wait() also waits for the pipes to close, which a stray grandchild
-                # holding them would delay for ever; the kill has been sent, which is what matters here.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(proc.wait(), KILL_WAIT_S)
+            await kill_and_reap(proc)
         return proc.returncode or 0, out, err
 
     async def call(self, *args: str, stdin: bytes | None = None, timeout: float | None = None) -> dict[str, Any]:
@@ -401,6 +394,4 @@ class Pilotctl:
             if status != 0:
                 raise error_from_envelope(await proc.stderr.read(), status)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_and_reap(proc)

@@ -28,6 +28,7 @@ from pilot_tui.sources.types import (
     LineBatch,
     RateMeter,
 )
+from pilot_tui.subproc import kill_and_reap
 
 log = logging.getLogger(__name__)
 
@@ -374,8 +375,7 @@ class JournalSource:
         try:
             await asyncio.wait_for(proc.wait(), 2.0)
         except asyncio.TimeoutError:
-            _kill(proc)
-            await proc.wait()
+            await kill_and_reap(proc)
         except asyncio.CancelledError:
             _kill(proc)
             raise

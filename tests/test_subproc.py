@@ -1,0 +1,33 @@
+"""Ending child processes: a kill is followed by a bounded wait, so shutdown never hangs on a stray grandchild."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+from pilot_tui.subproc import kill_and_reap
+
+
+async def test_kill_and_reap_does_not_hang_when_a_grandchild_holds_the_pipes() -> None:
+    # `sh` starts a background sleep that inherits stdout, then becomes a sleep itself: killing it leaves the pipe
+    # open, and on Python 3.11 Process.wait() would wait for that pipe for ever.
+    proc = await asyncio.create_subprocess_exec(
+        "sh", "-c", "sleep 30 & exec sleep 30", stdout=asyncio.subprocess.PIPE, start_new_session=True
+    )
+    try:
+        started = time.monotonic()
+        await kill_and_reap(proc, within=0.5)
+        assert time.monotonic() - started < 3
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the grandchild too
+    await asyncio.wait_for(proc.wait(), 5)  # with the pipe closed, the exit status arrives
+    assert proc.returncode == -signal.SIGKILL
+
+
+async def test_kill_and_reap_leaves_a_finished_process_alone() -> None:
+    proc = await asyncio.create_subprocess_exec("true")
+    await proc.wait()
+    await kill_and_reap(proc)
+    assert proc.returncode == 0
