@@ -30,6 +30,7 @@ Move threat detections between machines over the Pilot Protocol peer-to-peer net
   oracle        on a server: tail security logs, detect attacks, push threat events to an orchestrator
   orchestrator  on the analyst's machine: receive, validate and dedup events; live threat feed; mitigate
   executor      on an isolated node: apply firewall blocks the orchestrator asks for over Pilot
+  follow        another analyst's terminal: follow an orchestrator's feed through a broker node's event stream
   demo          a live show on this machine with no Pilot install (emulated network + attack-log generator)
   scan          offline: what the rules would detect in log files (like fail2ban-regex)
   doctor        check pilotctl, the daemon, trust with a peer and the state dir
@@ -40,7 +41,8 @@ EPILOG = """\
 examples:
   pilot-tui demo
   pilot-tui oracle --peer local-threat-orchestrator --log /var/log/auth.log
-  pilot-tui orchestrator --exec-node aws-exec-node
+  pilot-tui orchestrator --exec-node aws-exec-node --publish soc-broker
+  pilot-tui follow soc-broker
   pilot-tui scan /var/log/auth.log
 """
 
@@ -64,6 +66,13 @@ def port_number(value: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is out of range 1-65535")
     return port
+
+
+def topic_name(value: str) -> str:
+    """argparse type for an event-stream topic (letters, digits and ``._:/-``, at most 128)."""
+    if not re.fullmatch(r"[A-Za-z0-9._:/-]{1,128}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a topic (letters, digits and ._:/- only, 1-128 chars)")
+    return value
 
 
 def ip_or_cidr(value: str) -> str:
@@ -133,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "writes back ({id, action: mitigate|ack|ignore, note}) are applied")
     p.add_argument("--stream-backend", choices=("auto", "sdk", "sim", "recv"),
                    help="port receiver: auto (default), the pilotprotocol SDK, pilot-sim, or a pilotctl recv loop")
+    p.add_argument("--publish", type=hostname_or_address, metavar="BROKER",
+                   help="also publish every stored event on BROKER's event stream, for 'pilot-tui follow BROKER' "
+                   "(a node cannot be its own broker: name another node both sides trust)")
+    p.add_argument("--topic", type=topic_name, metavar="TOPIC", help="event-stream topic (default pilot-tui.threats)")
+    _common(p)
+
+    p = sub.add_parser("follow", help="follow an orchestrator's feed from a broker node (another analyst)",
+                       description="Subscribe to the threat feed an orchestrator publishes on BROKER's event stream "
+                       "(orchestrator --publish BROKER) and show it live: filter, details, incidents and triage work "
+                       "on this terminal's own copy. Events published while this is not running are not replayed.")
+    p.add_argument("broker", type=hostname_or_address, metavar="BROKER", help="the broker node's hostname or address")
+    p.add_argument("--topic", type=topic_name, metavar="TOPIC", help="event-stream topic (default pilot-tui.threats)")
+    p.add_argument("--exec-node", type=hostname_or_address, metavar="HOST",
+                   help="executor node to ask for blocks from here (mitigation is off without it)")
     _common(p)
 
     p = sub.add_parser("executor", help="apply firewall blocks requested over Pilot",
@@ -180,6 +203,7 @@ MODES = {
     "oracle": "pilot_tui.commands.oracle",
     "orchestrator": "pilot_tui.commands.orchestrator",
     "executor": "pilot_tui.commands.executor",
+    "follow": "pilot_tui.commands.follow",
     "demo": "pilot_tui.commands.demo",
     "scan": "pilot_tui.detect.scan_cmd",
     "doctor": "pilot_tui.commands.doctor",
@@ -195,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        if args.mode in ("oracle", "orchestrator", "executor"):
+        if args.mode in ("oracle", "orchestrator", "executor", "follow"):
             from . import config
 
             config.apply(args, args.mode)

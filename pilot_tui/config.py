@@ -19,11 +19,17 @@ Layout (every key optional)::
     port = 1000
     exec_node = "aws-exec-node"
     on_event = "python3 examples/agent_consumer.py"
+    publish = "soc-broker"        # fan the feed out to followers through this node
+    topic = "pilot-tui.threats"
 
     [executor]
     backend = "dry-run"
     obey = ["local-threat-orchestrator"]
     allowlist = ["192.0.2.10"]
+
+    [follow]
+    topic = "pilot-tui.threats"
+    exec_node = "aws-exec-node"
 
 Unknown keys are an error (a typo must not silently fall back to a default).
 """
@@ -42,11 +48,12 @@ else:  # pragma: no cover
 
 from .paths import default_config_file
 
-TOP_KEYS = {"pilotctl", "state_dir", "oracle", "orchestrator", "executor"}
+TOP_KEYS = {"pilotctl", "state_dir", "oracle", "orchestrator", "executor", "follow"}
 MODE_KEYS: dict[str, set[str]] = {
     "oracle": {"peer", "port", "transport", "logs", "journal", "rules", "sensor", "allowlist", "from_start", "state_dir",
                "pilotctl"},
-    "orchestrator": {"port", "exec_node", "on_event", "state_dir", "pilotctl", "stream_backend"},
+    "orchestrator": {"port", "exec_node", "on_event", "state_dir", "pilotctl", "stream_backend", "publish", "topic"},
+    "follow": {"topic", "exec_node", "state_dir", "pilotctl"},
     "executor": {"backend", "obey", "allowlist", "state_dir", "pilotctl"},
 }
 # config key -> argparse dest, where they differ

@@ -10,6 +10,7 @@ import orjson
 
 from pilot_tui import paths
 from pilot_tui.engines import updates as u
+from pilot_tui.engines.fanout import DEFAULT_TOPIC
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.events import EventStore
@@ -22,7 +23,8 @@ def build_engine(args: argparse.Namespace) -> OrchestratorEngine:
     pilotctl = make_pilotctl(args.pilotctl)
     store = EventStore(paths.db_path("orchestrator", args.state_dir))
     config = OrchestratorConfig(port=args.port or 1000, exec_node=args.exec_node,
-                                stream_backend=args.stream_backend or "auto")
+                                stream_backend=args.stream_backend or "auto", publish_to=args.publish,
+                                topic=args.topic or DEFAULT_TOPIC)
     return OrchestratorEngine(pilotctl, store, config)
 
 
@@ -60,16 +62,21 @@ def run(args: argparse.Namespace) -> int:
         engine = build_engine(args)
     except PilotError as exc:
         return fail("orchestrator", exc.message, exc.hint)
-    if args.headless:
+    return serve(engine, headless=bool(args.headless), on_event=args.on_event)
+
+
+def serve(engine: OrchestratorEngine, *, headless: bool, on_event: str | None = None) -> int:
+    """Run ``engine`` with the threat-feed UI, or headless (JSON lines); shared with ``pilot-tui follow``."""
+    if headless:
         engine.bus.subscribe(headless_printer)
-        return run_until_signal(lambda: run_engine(engine, args.on_event))
+        return run_until_signal(lambda: run_engine(engine, on_event))
     from pilot_tui.ui.app import make_app
 
     background = []
-    if args.on_event:
+    if on_event:
         from pilot_tui.engines.hook import HookRunner, make_applier
 
-        hook = HookRunner(args.on_event, make_applier(engine), engine.bus)
+        hook = HookRunner(on_event, make_applier(engine), engine.bus)
         engine.bus.subscribe(hook.on_update)
         background.append(hook.run)
     make_app(orchestrator=engine, background=background).run()

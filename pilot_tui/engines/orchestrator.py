@@ -6,6 +6,9 @@ Two receivers run as supervised tasks that restart at once when they end for any
   connection's payload is stored and answered with the stored ids so the sender knows exactly what to resend;
 * **inbox** — ``send-message`` arrivals in the daemon's inbox, which we learn the sender's Pilot address from.
 
+Two optional ones fan the feed out to other analysts (:mod:`.fanout`): **publish** sends every stored event to a
+broker node's event stream, and **follow** (``pilot-tui follow``) subscribes to one instead of listening.
+
 Everything is decoded by :mod:`pilot_tui.model`; what fails validation goes to quarantine with its reason. The
 engine imports nothing from Textual: the UI and the headless logger subscribe to :attr:`bus`.
 """
@@ -28,8 +31,12 @@ from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payloa
 from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
+from .fanout import DEFAULT_TOPIC, Publisher, follow
 from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
 from .receiver import build_ack, payload_complete
+
+RECEIVER_OF = {"stream": "stream", "message": "inbox", "subscribe": "follow"}
+"""Which receiver a payload's transport arrived through (its "last message" age is shown)."""
 
 
 @dataclass(slots=True)
@@ -60,6 +67,12 @@ class OrchestratorConfig:
     """Inbox messages already stored are cleared from the daemon's inbox once they are this old."""
     inbox_prune_every_s: float = 600.0
     """How often (at most) the inbox is pruned."""
+    publish_to: str | None = None
+    """Broker node to publish every stored event to, for followers (``--publish``); off when ``None``."""
+    follow: str | None = None
+    """Broker node to subscribe to instead of receiving from oracles (``pilot-tui follow``)."""
+    topic: str = DEFAULT_TOPIC
+    """Event-stream topic of the fan-out, both ways."""
 
 
 class OrchestratorEngine:
@@ -76,6 +89,10 @@ class OrchestratorEngine:
         self.receivers: dict[str, u.ReceiverState] = {}
         self._slots = asyncio.Semaphore(self.config.max_connections)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.publisher = (
+            Publisher(pilotctl, self.config.publish_to, self.config.topic, self._reporter("publish"))
+            if self.config.publish_to else None
+        )
 
     # -- running ---------------------------------------------------------------------------------------------
 
@@ -86,11 +103,18 @@ class OrchestratorEngine:
             jobs.append(self._supervise("stream", self._stream_receiver))
         if self.config.inbox:
             jobs.append(self._supervise("inbox", self._inbox_receiver))
+        if self.publisher is not None:
+            jobs.append(self._supervise("publish", self.publisher.run))
+        if self.config.follow:
+            jobs.append(self._supervise("follow", self._follow_receiver))
         try:
             await asyncio.gather(*jobs)
         finally:
             for task in list(self._tasks):
                 task.cancel()
+
+    def _reporter(self, name: str) -> Any:
+        return lambda **changes: self._set_receiver(name, **changes)
 
     def _set_receiver(self, name: str, **changes: Any) -> None:
         old = self.receivers.get(name) or u.ReceiverState(at=time.time(), name=name, kind="", state="starting")
@@ -118,6 +142,11 @@ class OrchestratorEngine:
             restarts = self.receivers[name].restarts + 1 if name in self.receivers else 1
             self._set_receiver(name, state="restarting", detail=detail, restarts=restarts)
             await asyncio.sleep(min(5.0, 0.1 * (2 ** min(failures, 6))) if failures > 1 else 0)
+
+    async def _follow_receiver(self) -> None:
+        assert self.config.follow is not None
+        await follow(self.pilotctl, self.config.follow, self.config.topic,
+                     lambda data: self.ingest_payload(data, sender="", transport="subscribe"), self._reporter("follow"))
 
     # -- stream receiver -------------------------------------------------------------------------------------
 
@@ -200,7 +229,9 @@ class OrchestratorEngine:
         decoded = decode_payload(payload)
         result = self.store.ingest(decoded.events, decoded.rejected, sender=sender, transport=transport)
         now = time.time()
-        self._set_receiver("stream" if transport == "stream" else "inbox", last_message_at=now)
+        self._set_receiver(RECEIVER_OF.get(transport, transport), last_message_at=now)
+        if result.stored and self.publisher is not None:
+            self.publisher.offer(result.stored)
         if result.stored or result.duplicates:
             self.bus.emit(
                 u.EventsStored(at=now, events=tuple(result.stored), sender=sender, transport=transport,

@@ -30,6 +30,9 @@ ADDRESS_RE = re.compile(r"^\d+:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$")
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 TOPIC_RE = re.compile(r"^(\*|[A-Za-z0-9._:/-]{1,128})$")
 
+SUBSCRIBE_LINE_LIMIT = 8 * 2**20
+"""Longest ``subscribe`` line (one event, its data JSON-escaped) we read; a longer one is skipped and counted."""
+
 DEFAULT_CALL_TIMEOUT = 15.0
 """Seconds any one pilotctl call may take before we kill it (calls that wait, like recv, add their own wait)."""
 
@@ -165,6 +168,8 @@ class Pilotctl:
         self.env = dict(env or {})
         self.timeout = timeout
         self._version: str | None = None
+        self.oversized_events = 0
+        """``subscribe`` lines skipped for being longer than :data:`SUBSCRIBE_LINE_LIMIT`."""
 
     def environ(self) -> dict[str, str]:
         """The full environment a call runs with."""
@@ -183,7 +188,9 @@ class Pilotctl:
         """The daemon socket pilotctl will use: ``$PILOT_SOCKET`` or pilotctl's default."""
         return self.environ().get("PILOT_SOCKET") or "/tmp/pilot.sock"
 
-    async def _spawn(self, args: list[str], stdin: bytes | None) -> asyncio.subprocess.Process:
+    async def _spawn(
+        self, args: list[str], stdin: bytes | None, *, line_limit: int = 2**16
+    ) -> asyncio.subprocess.Process:
         try:
             return await asyncio.create_subprocess_exec(
                 self.binary,
@@ -193,6 +200,7 @@ class Pilotctl:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self.environ(),
+                limit=line_limit,
             )
         except OSError as exc:
             raise PilotError(f"cannot run {self.binary}: {exc.strerror or exc}", code="binary_not_found") from None
@@ -380,10 +388,17 @@ class Pilotctl:
         """Yield events from ``subscribe`` as they arrive (bare NDJSON lines); the process dies with the iterator."""
         if not TOPIC_RE.match(topic):
             raise InvalidArgument(f"bad topic {topic[:40]!r}")
-        proc = await self._spawn(["subscribe", check_target(broker), topic], None)
+        proc = await self._spawn(["subscribe", check_target(broker), topic], None, line_limit=SUBSCRIBE_LINE_LIMIT)
         assert proc.stdout is not None and proc.stderr is not None
         try:
-            async for line in proc.stdout:
+            while True:
+                try:
+                    line = await proc.stdout.readline()
+                except ValueError:  # one event longer than the limit: the reader drops it, the stream goes on
+                    self.oversized_events += 1
+                    continue
+                if not line:
+                    break
                 try:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError:
