@@ -79,7 +79,8 @@ class FeedScreen(TriageActions, EngineScreen):
     # -- layout ------------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield ViewBar("feed", "orchestrator")
+        follow = self.engine.config.follow
+        yield ViewBar("feed", f"following {follow}" if follow else "orchestrator")
         yield StatusLine(id="feed-status", classes="status-lines")
         yield Input(placeholder="filter: ip:203.0.113.7 anomaly:brute sensor:web sev:high or any text — "
                                 "Enter applies, Esc cancels", id="filter-input", max_length=200)
