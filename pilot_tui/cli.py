@@ -15,14 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .pilot.names import ADDRESS_RE, HOSTNAME_RE, TOPIC_RE
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
-HOSTNAME_OR_ADDR = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?|\d+:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})$"
-)
 
 DESCRIPTION = """\
 Move threat detections between machines over the Pilot Protocol peer-to-peer network.
@@ -49,7 +47,7 @@ examples:
 
 def hostname_or_address(value: str) -> str:
     """argparse type for a Pilot peer: a hostname (lowercase, digits, hyphens) or an address (0:0000.0000.0002)."""
-    if not HOSTNAME_OR_ADDR.match(value):
+    if not (HOSTNAME_RE.match(value) or ADDRESS_RE.match(value)):
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a Pilot hostname (lowercase letters, digits, hyphens, 1-63 chars) or address "
             "(like 0:0000.0000.0002)"
@@ -70,7 +68,7 @@ def port_number(value: str) -> int:
 
 def topic_name(value: str) -> str:
     """argparse type for an event-stream topic (letters, digits and ``._:/-``, at most 128)."""
-    if not re.fullmatch(r"[A-Za-z0-9._:/-]{1,128}", value):
+    if value == "*" or not TOPIC_RE.match(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a topic (letters, digits and ._:/- only, 1-128 chars)")
     return value
 

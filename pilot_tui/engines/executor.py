@@ -26,9 +26,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..pilot.driver import ADDRESS_RE, DaemonStatus, InboxMessage, SendAck
+from ..pilot.driver import DaemonStatus, InboxMessage, SendAck
 from ..pilot.errors import PilotError
 from ..pilot.inbox import InboxWatcher, WatcherStatus
+from ..pilot.names import ADDRESS_RE
 from ..store.blocks import Block, BlockStore, Record, Reply
 from . import executor_updates as xu
 from . import mitigation as mt

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..pilot.driver import ADDRESS_RE, HOSTNAME_RE
+from ..pilot.names import ADDRESS_RE, HOSTNAME_RE
 from .mitigation import canonical_ip
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -24,11 +23,7 @@ import orjson
 from pilot_tui.subproc import kill_and_reap
 
 from .errors import BadResponse, InvalidArgument, PilotError, Timeout, error_from_envelope
-
-HOSTNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-ADDRESS_RE = re.compile(r"^\d+:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$")
-MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-TOPIC_RE = re.compile(r"^(\*|[A-Za-z0-9._:/-]{1,128})$")
+from .names import ADDRESS_RE, HOSTNAME_RE, MESSAGE_ID_RE, TOPIC_RE
 
 SUBSCRIBE_LINE_LIMIT = 8 * 2**20
 """Longest ``subscribe`` line (one event, its data JSON-escaped) we read; a longer one is skipped and counted."""
