@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
 from task_helpers import stop_tasks
@@ -66,10 +67,27 @@ async def test_followers_see_what_the_orchestrator_stores(sim_nodes, tmp_path) -
         assert "sent" in orch.receivers["publish"].detail and orch.receivers["publish"].state == "running"
         assert follower.receivers["follow"].kind == "subscribe" and follower.receivers["follow"].last_message_at
         assert follower.store.quarantine_count() == 0
+        # triage made on the orchestrator reaches the follower, in order, saying who and through which broker
+        orch.config.analyst = "alice"
+        orch.acknowledge([events[0].id], "seen it")
+        assert orch.triage_source("203.0.113.7", "false_positive", "our scanner") == 399
+        await wait_for(lambda: follower.store.get(events[-1].id).state == "false_positive", "shared triage")  # type: ignore[union-attr]
+        first = follower.store.get(events[0].id)
+        assert first is not None and (first.state, first.note, first.state_by) == ("acknowledged", "seen it",
+                                                                                   "alice via broker-b")
+        assert follower.store.get(events[5].id).note == "our scanner"  # type: ignore[union-attr]
+        # what a follower triages stays there
+        follower.reopen([events[1].id])
+        await asyncio.sleep(0.5)
+        assert orch.store.get(events[1].id).state == "false_positive"  # type: ignore[union-attr]
         # a follower validates like the orchestrator: a hostile publisher's junk is quarantined, not shown
-        junk = await Pilotctl(SIM, env=nodes["orch-y"].env).publish("broker-b", fanout.DEFAULT_TOPIC, "[b]x[/b]\n")
+        hostile = Pilotctl(SIM, env=nodes["orch-y"].env)
+        junk = await hostile.publish("broker-b", fanout.DEFAULT_TOPIC, "[b]x[/b]\n")
         assert junk["topic"] == fanout.DEFAULT_TOPIC
-        await wait_for(lambda: follower.store.quarantine_count() == 1, "junk quarantined")
+        fake = '{"schema":"pilot-tui.triage/1","ids":["x y"],"state":"acknowledged","note":null,"by":"eve"}'
+        await hostile.publish("broker-b", fanout.DEFAULT_TOPIC, fake)
+        await wait_for(lambda: follower.store.quarantine_count() == 2, "junk quarantined")
+        assert follower.store.quarantine_by_reason() == {"bad_json": 1, "bad_triage": 1}
         assert follower.store.total() == before + 400
     finally:
         await stop_tasks(*tasks)
@@ -132,3 +150,33 @@ async def test_subscribe_skips_an_oversized_event_and_goes_on(tmp_path) -> None:
     pilot = Pilotctl(str(fake))
     got = [msg async for msg in pilot.subscribe("broker-b", "t")]
     assert got == [{"bytes": 2, "data": "ok", "topic": "t"}] and pilot.oversized_events == 1
+
+
+def test_triage_messages_are_checked_before_they_touch_the_feed() -> None:
+    note = fanout.TriageNote(("ev-1", "ev-2"), "acknowledged", "ok", "alice")
+    assert fanout.parse_triage(note.to_json()) == note
+    assert fanout.parse_triage(encode_batch(batch(1, 2))) is None  # events are not triage
+    assert fanout.parse_triage(b'{"schema":"pilot-tui.triage/1"') is None  # not JSON: the event decoder says so
+    base = {"schema": fanout.TRIAGE_SCHEMA, "ids": ["ev-1"], "state": "acknowledged", "note": None, "by": "a"}
+    for change, reason in (({"ids": []}, "list of 1-"), ({"ids": ["ev-1"] * 1001}, "list of 1-"),
+                           ({"ids": ["bad id"]}, "not an event id"), ({"state": "deleted"}, "unknown triage state"),
+                           ({"note": "x" * 501}, "at most 500"), ({"by": ""}, "1-64"), ({"by": 7}, "1-64")):
+        with pytest.raises(ValueError, match=reason):
+            fanout.parse_triage(orjson.dumps({**base, **change}))
+    shown = fanout.parse_triage(orjson.dumps({**base, "note": "\x1b[31mred", "by": "eve\x07"}))
+    assert shown is not None and shown.note == "\\x1b[31mred" and shown.by == "eve\\x07"  # escapes made visible
+
+
+def test_an_incident_ack_is_split_and_kept_in_order_with_events() -> None:
+    pub = fanout.Publisher(None, "broker-b", "t", lambda **kw: None)  # type: ignore[arg-type]
+    events = batch(4, 3)
+    pub.offer(events[:2])
+    pub.offer_triage([f"ev-{i}" for i in range(2500)], "acknowledged", "n" * 600, "bob")
+    pub.offer(events[2:])
+    assert pub._take() == events[:2]
+    for _ in range(2):
+        pub._queue.popleft()
+    notes = [pub._queue.popleft() for _ in range(3)]
+    assert [len(n.ids) for n in notes] == [1000, 1000, 500] and all(len(n.note) == 500 for n in notes)
+    assert all(len(n.to_json()) <= fanout.MAX_PUBLISH_BYTES for n in notes)
+    assert pub._take() == events[2:]

@@ -10,17 +10,26 @@ published while it is subscribed, and a publisher that cannot reach the broker k
 events (the oldest are dropped first, and counted). The orchestrator's own store stays the record.
 Payloads are ordinary NDJSON batches (``encode_batch``), so a follower validates, dedups and quarantines them
 exactly as the orchestrator does.
+
+Triage is shared one way: what the orchestrator's analysts acknowledge, dismiss or reopen is published too (a
+:class:`TriageNote`, in order with the events it refers to), and followers apply it, recording who did it and
+through which broker. What a follower triages stays on that follower.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from pilot_tui.model import ThreatEvent, encode_batch
+import orjson
+
+from pilot_tui.model import ThreatEvent, encode_batch, printable
 from pilot_tui.pilot.driver import Pilotctl
+from pilot_tui.store.events import TRIAGE_STATES
 
 DEFAULT_TOPIC = "pilot-tui.threats"
 """The topic events are published on unless ``--topic`` says otherwise."""
@@ -31,8 +40,60 @@ MAX_PUBLISH_BYTES = 60_000
 MAX_QUEUED = 10_000
 """Events waiting for the broker; beyond this the oldest are dropped (the orchestrator's store still has them)."""
 
+TRIAGE_SCHEMA = "pilot-tui.triage/1"
+"""``schema`` of a published triage change: ``{"schema", "ids", "state", "note", "by"}``, one JSON object."""
+
+MAX_TRIAGE_IDS = 1000
+"""Event ids per triage message (an incident of thousands of events becomes several, about 45 KB each)."""
+
+MAX_NOTE_CHARS = 500
+MAX_BY_CHARS = 64
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # the event model's id rule
+
 Report = Callable[..., None]
 """``report(state=…, kind=…, detail=…)``: how the fan-out shows up among the engine's receivers."""
+
+
+@dataclass(frozen=True, slots=True)
+class TriageNote:
+    """Events moved to a triage state by someone on the orchestrator."""
+
+    ids: tuple[str, ...]
+    state: str
+    note: str | None
+    by: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"schema": TRIAGE_SCHEMA, "ids": list(self.ids), "state": self.state,
+                             "note": self.note, "by": self.by})
+
+
+def parse_triage(data: bytes) -> TriageNote | None:
+    """The triage change ``data`` holds, or ``None`` when it is not one (events, say).
+
+    Raises ``ValueError`` (its text is the quarantine detail) for a message that claims the triage schema but
+    breaks its rules: a follower must not let a broker's junk rewrite its feed.
+    """
+    if TRIAGE_SCHEMA.encode() not in data[:200]:
+        return None
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None  # not one JSON object: leave it to the event decoder, which quarantines it
+    if not isinstance(obj, dict) or obj.get("schema") != TRIAGE_SCHEMA:
+        return None
+    ids, state, note, by = obj.get("ids"), obj.get("state"), obj.get("note"), obj.get("by")
+    if not isinstance(ids, list) or not 0 < len(ids) <= MAX_TRIAGE_IDS:
+        raise ValueError(f"triage ids must be a list of 1-{MAX_TRIAGE_IDS} event ids")
+    if not all(isinstance(i, str) and _ID_RE.match(i) for i in ids):
+        raise ValueError("triage ids hold something that is not an event id")
+    if state not in TRIAGE_STATES:
+        raise ValueError(f"unknown triage state {printable(str(state))[:40]!r}")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_CHARS):
+        raise ValueError(f"triage note must be text of at most {MAX_NOTE_CHARS} characters")
+    if not isinstance(by, str) or not 0 < len(by) <= MAX_BY_CHARS:
+        raise ValueError(f"triage 'by' must be a name of 1-{MAX_BY_CHARS} characters")
+    return TriageNote(tuple(ids), state, printable(note) if note else None, printable(by))
 
 
 class Publisher:
@@ -48,7 +109,7 @@ class Publisher:
         self.broker = broker
         self.topic = topic
         self._report = report
-        self._queue: deque[ThreatEvent] = deque()
+        self._queue: deque[ThreatEvent | TriageNote] = deque()
         self._wake = asyncio.Event()
         self.sent = 0
         self.dropped = 0
@@ -59,11 +120,22 @@ class Publisher:
 
     def offer(self, events: Iterable[ThreatEvent]) -> None:
         """Queue ``events`` for the broker (the oldest queued go first when the queue is full)."""
-        for event in events:
+        self._add(events)
+
+    def offer_triage(self, ids: Iterable[str], state: str, note: str | None, by: str) -> None:
+        """Queue a triage change (after the events queued so far, which it may refer to)."""
+        ids = list(ids)
+        by = (by or "analyst")[:MAX_BY_CHARS]
+        note = note[:MAX_NOTE_CHARS] if note else None
+        self._add(TriageNote(tuple(ids[i:i + MAX_TRIAGE_IDS]), state, note, by)
+                  for i in range(0, len(ids), MAX_TRIAGE_IDS))
+
+    def _add(self, items: Iterable[ThreatEvent | TriageNote]) -> None:
+        for item in items:
             if len(self._queue) >= MAX_QUEUED:
                 self._queue.popleft()
                 self.dropped += 1
-            self._queue.append(event)
+            self._queue.append(item)
         if self._queue:
             self._wake.set()
 
@@ -82,23 +154,30 @@ class Publisher:
                 self._wake.clear()
                 await self._wake.wait()
             batch = self._take()
-            await self._pilotctl.publish(self.broker, self.topic, encode_batch(batch).decode("utf-8"))
+            first = batch[0]
+            payload = first.to_json() if isinstance(first, TriageNote) else encode_batch(batch)  # type: ignore[arg-type]
+            await self._pilotctl.publish(self.broker, self.topic, payload.decode("utf-8"))
             for _ in batch:  # only now: a failed publish leaves them queued for the restart
                 if self._queue:
                     self._queue.popleft()
             self.sent += len(batch)
             self._report(kind="publish", state="running", detail=self.describe())
 
-    def _take(self) -> list[ThreatEvent]:
-        """The oldest queued events that fit in one publish (always at least one)."""
-        batch: list[ThreatEvent] = []
+    def _take(self) -> list[Any]:
+        """What the next publish carries: one triage change alone, or the oldest queued events that fit in one
+        publish (always at least one), stopping at a triage change so the order is kept."""
+        if isinstance(self._queue[0], TriageNote):
+            return [self._queue[0]]
+        batch: list[Any] = []
         size = 0
-        for event in self._queue:
+        for item in self._queue:
+            if isinstance(item, TriageNote):
+                break
             # each line also carries "batch_size" (about 20 bytes), added by encode_batch
-            cost = len(event.to_json()) + 24
+            cost = len(item.to_json()) + 24
             if batch and size + cost > MAX_PUBLISH_BYTES:
                 break
-            batch.append(event)
+            batch.append(item)
             size += cost
         return batch
 

@@ -31,7 +31,7 @@ from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payloa
 from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
-from .fanout import DEFAULT_TOPIC, Publisher, follow
+from .fanout import DEFAULT_TOPIC, Publisher, follow, parse_triage
 from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
 from .receiver import build_ack, payload_complete
 
@@ -145,8 +145,24 @@ class OrchestratorEngine:
 
     async def _follow_receiver(self) -> None:
         assert self.config.follow is not None
-        await follow(self.pilotctl, self.config.follow, self.config.topic,
-                     lambda data: self.ingest_payload(data, sender="", transport="subscribe"), self._reporter("follow"))
+        await follow(self.pilotctl, self.config.follow, self.config.topic, self._ingest_followed,
+                     self._reporter("follow"))
+
+    def _ingest_followed(self, data: bytes) -> None:
+        """A payload from the followed broker: a triage change made on the orchestrator, or events."""
+        try:
+            note = parse_triage(data)
+        except ValueError as exc:
+            self.store.ingest([], [Rejected(0, "bad_triage", str(exc), data)], sender="", transport="subscribe")
+            self.bus.emit(u.Quarantined(at=time.time(), count=1, reasons={"bad_triage": 1}, sender="",
+                                        transport="subscribe"))
+            return
+        if note is None:
+            self.ingest_payload(data, sender="", transport="subscribe")
+            return
+        self._set_receiver("follow", last_message_at=time.time())
+        self.store.set_state(note.ids, note.state, note=note.note, by=f"{note.by} via {self.config.follow}")
+        self.bus.emit(u.TriageChanged(at=time.time(), ids=note.ids, state=note.state, note=note.note))
 
     # -- stream receiver -------------------------------------------------------------------------------------
 
@@ -270,8 +286,11 @@ class OrchestratorEngine:
         return self._triage(ids, state, note) if ids else 0
 
     def _triage(self, ids: list[str], state: str, note: str | None) -> int:
-        changed = self.store.set_state(ids, state, note=note, by=self.config.analyst or "analyst")
+        by = self.config.analyst or "analyst"
+        changed = self.store.set_state(ids, state, note=note, by=by)
         self.bus.emit(u.TriageChanged(at=time.time(), ids=tuple(ids), state=state, note=note))
+        if self.publisher is not None and ids:
+            self.publisher.offer_triage(ids, state, note, by)
         return changed
 
     async def mitigate(self, event_id: str, *, duration_s: int | None = None, wait_s: float = 3.0) -> str:
