@@ -14,8 +14,10 @@ async def test_kill_and_reap_does_not_hang_when_a_grandchild_holds_the_pipes() -
     # `sh` starts a background sleep that inherits stdout, then becomes a sleep itself: killing it leaves the pipe
     # open, and on Python 3.11 Process.wait() would wait for that pipe for ever.
     proc = await asyncio.create_subprocess_exec(
-        "sh", "-c", "sleep 30 & exec sleep 30", stdout=asyncio.subprocess.PIPE, start_new_session=True
+        "sh", "-c", "sleep 30 & echo started; exec sleep 30", stdout=asyncio.subprocess.PIPE, start_new_session=True
     )
+    assert proc.stdout is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"started\n"  # the grandchild exists now
     try:
         started = time.monotonic()
         await kill_and_reap(proc, within=0.5)
