@@ -43,7 +43,8 @@ MAX_EVIDENCE_LINE_CHARS = 512
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 """A whole payload (one connect) larger than this is not parsed line by line; it is quarantined whole."""
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+"""An event id (also the rule for mitigation request ids and the ids a triage message names)."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 _SENSOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _MAX_INT = 2**53  # JSON consumers (JavaScript, Elasticsearch) lose precision above this
@@ -255,7 +256,7 @@ def event_from_obj(obj: Any) -> ThreatEvent:
     if schema is not None and not schema.startswith("pilot-tui.threat/"):
         raise ValidationError("bad_value", f"unknown schema {schema!r}")
     event_id = _need_str(obj, "id", required=False, max_len=128)
-    if event_id is not None and not _ID_RE.match(event_id):
+    if event_id is not None and not ID_RE.match(event_id):
         raise ValidationError("bad_value", "id must be letters, digits and ._:- (max 128)")
     sensor = _need_str(obj, "sensor", required=False, max_len=63)
     if sensor is not None and not _SENSOR_RE.match(sensor):

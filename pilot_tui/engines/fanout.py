@@ -19,7 +19,6 @@ through which broker. What a follower triages stays on that follower.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ from typing import Any
 
 import orjson
 
-from pilot_tui.model import ThreatEvent, encode_batch, printable
+from pilot_tui.model import ID_RE, ThreatEvent, encode_batch, printable
 from pilot_tui.pilot.driver import Pilotctl
-from pilot_tui.store.events import TRIAGE_STATES
+from pilot_tui.store.events import MAX_NOTE_CHARS, TRIAGE_STATES
 
 DEFAULT_TOPIC = "pilot-tui.threats"
 """The topic events are published on unless ``--topic`` says otherwise."""
@@ -46,9 +45,7 @@ TRIAGE_SCHEMA = "pilot-tui.triage/1"
 MAX_TRIAGE_IDS = 1000
 """Event ids per triage message (an incident of thousands of events becomes several, about 45 KB each)."""
 
-MAX_NOTE_CHARS = 500
 MAX_BY_CHARS = 64
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # the event model's id rule
 
 Report = Callable[..., None]
 """``report(state=…, kind=…, detail=…)``: how the fan-out shows up among the engine's receivers."""
@@ -85,7 +82,7 @@ def parse_triage(data: bytes) -> TriageNote | None:
     ids, state, note, by = obj.get("ids"), obj.get("state"), obj.get("note"), obj.get("by")
     if not isinstance(ids, list) or not 0 < len(ids) <= MAX_TRIAGE_IDS:
         raise ValueError(f"triage ids must be a list of 1-{MAX_TRIAGE_IDS} event ids")
-    if not all(isinstance(i, str) and _ID_RE.match(i) for i in ids):
+    if not all(isinstance(i, str) and ID_RE.match(i) for i in ids):
         raise ValueError("triage ids hold something that is not an event id")
     if state not in TRIAGE_STATES:
         raise ValueError(f"unknown triage state {printable(str(state))[:40]!r}")

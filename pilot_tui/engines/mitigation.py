@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ..model import printable
+from ..model import ID_RE, printable
 from ..pilot.inbox import parse_iso
 
 REQUEST_SCHEMA = "pilot-tui.mitigate/1"
@@ -48,7 +48,6 @@ MAX_DURATION_S = 10**8
 Action = Literal["block", "unblock"]
 Status = Literal["applied", "already_applied", "refused", "failed", "expired"]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@ -]{0,127}$")
 
 
@@ -138,7 +137,7 @@ def _salvage(obj: dict[str, Any]) -> dict[str, str | None]:
     def pick(key: str, ok: re.Pattern[str]) -> str | None:
         value = obj.get(key)
         return value if isinstance(value, str) and ok.match(value) else None
-    return {"request_id": pick("request_id", _ID_RE), "action": pick("action", re.compile(r"^(block|unblock)$")),
+    return {"request_id": pick("request_id", ID_RE), "action": pick("action", re.compile(r"^(block|unblock)$")),
             "ip": pick("ip", re.compile(r"^[0-9A-Fa-f.:]{2,45}$"))}
 
 
@@ -209,7 +208,7 @@ def parse_request(data: bytes | str) -> MitigationRequest:
     if schema != REQUEST_SCHEMA:
         raise MitigationError("bad_schema", f"schema must be {REQUEST_SCHEMA!r}, got {safe_text(schema, 64)!r}",
                               **salvage)
-    request_id = _str(obj, "request_id", required=True, limit=128, pattern=_ID_RE, salvage=salvage) or ""
+    request_id = _str(obj, "request_id", required=True, limit=128, pattern=ID_RE, salvage=salvage) or ""
     action = _str(obj, "action", required=True, limit=16, salvage=salvage) or ""
     if action not in ACTIONS:
         raise MitigationError("bad_value", f"action must be block or unblock, got {safe_text(action, 32)!r}",
@@ -231,7 +230,7 @@ def parse_request(data: bytes | str) -> MitigationRequest:
         action=action,  # type: ignore[arg-type]  # checked against ACTIONS above
         ip=ip,
         duration_s=duration,
-        event_id=_str(obj, "event_id", required=False, limit=128, pattern=_ID_RE, salvage=salvage),
+        event_id=_str(obj, "event_id", required=False, limit=128, pattern=ID_RE, salvage=salvage),
         reason=_str(obj, "reason", required=False, limit=128, pattern=_LABEL_RE, salvage=salvage),
         requested_by=_str(obj, "requested_by", required=False, limit=128, pattern=_LABEL_RE, salvage=salvage),
     )

@@ -24,6 +24,8 @@ QUARANTINE_RAW_CAP = 4096
 """Bytes of a rejected payload kept for the analyst to look at (the full length is recorded separately)."""
 
 TRIAGE_STATES = ("new", "acknowledged", "mitigating", "mitigated", "false_positive")
+MAX_NOTE_CHARS = 500
+"""Longest analyst note on a triage change (the note dialog stops there; shared notes longer are refused)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

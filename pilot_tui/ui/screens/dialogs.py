@@ -13,7 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-MAX_NOTE_CHARS = 500
+from pilot_tui.store.events import MAX_NOTE_CHARS
+
 """Notes are stored with the event; keep them short."""
 
 
