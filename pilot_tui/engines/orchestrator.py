@@ -226,7 +226,10 @@ class OrchestratorEngine:
                     self.ingest_payload(data, sender=msg.sender, transport="message")
                 self.store.mark_inbox_seen(msg.message_id)
         finally:
+            # wait for the pruner to finish cancelling: a pilotctl run it had going must be reaped now, while the
+            # loop still runs, not garbage-collected after it closed
             pruner.cancel()
+            await asyncio.gather(pruner, return_exceptions=True)
             await watcher.close()
 
     async def _prune_inbox(self, watcher: Any) -> None:
