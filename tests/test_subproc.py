@@ -24,7 +24,8 @@ async def test_kill_and_reap_does_not_hang_when_a_grandchild_holds_the_pipes() -
         assert time.monotonic() - started < 3
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the grandchild too
-    await asyncio.wait_for(proc.wait(), 5)  # with the pipe closed, the exit status arrives
+    assert await asyncio.wait_for(proc.stdout.read(), 5) == b""  # the grandchild is gone: the pipe ends
+    await asyncio.wait_for(proc.wait(), 5)  # and the exit status arrives
     assert proc.returncode == -signal.SIGKILL
 
 
