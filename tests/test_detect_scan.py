@@ -202,3 +202,18 @@ def test_feed_never_raises_on_arbitrary_text() -> None:
         )
 
     check()
+
+
+def test_open_log_closes_the_file_of_a_gzip_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+    import os
+
+    from pilot_tui.detect.chunkscan import open_log
+
+    path = tmp_path / "auth.log.2.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"line\n")
+    fds = set(os.listdir("/proc/self/fd"))
+    with open_log(path) as stream:
+        assert stream.read() == b"line\n"
+    assert set(os.listdir("/proc/self/fd")) <= fds  # nothing left open (a long scan of many rotated logs ran out)

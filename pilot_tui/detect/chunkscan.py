@@ -103,7 +103,8 @@ def open_log(path: str | Path) -> IO[bytes]:
     magic = raw.read(2)
     raw.seek(0)
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        raw.close()  # GzipFile never closes a fileobj it was handed: let it open (and close) the file itself
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return raw
 
 
