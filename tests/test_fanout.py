@@ -76,6 +76,14 @@ async def test_followers_see_what_the_orchestrator_stores(sim_nodes, tmp_path) -
         assert first is not None and (first.state, first.note, first.state_by) == ("acknowledged", "seen it",
                                                                                    "alice via broker-b")
         assert follower.store.get(events[5].id).note == "our scanner"  # type: ignore[union-attr]
+        # a mitigation's state changes and outcome reach followers too (here the executor cannot be reached)
+        orch.config.exec_node = "exec-gone"
+        request_id = await orch.mitigate(events[0].id)
+        await wait_for(lambda: (follower.store.mitigation(request_id) or {}).get("status") == "failed"
+                       and follower.store.get(events[0].id).state == "new", "mitigation outcome shared")  # type: ignore[union-attr]
+        mirrored = follower.store.get(events[0].id)
+        assert mirrored is not None and mirrored.state == "new" and mirrored.mitigation
+        assert mirrored.mitigation["status"] == "failed" and mirrored.mitigation["request_id"] == request_id
         # what a follower triages stays there
         follower.reopen([events[1].id])
         await asyncio.sleep(0.5)
@@ -87,7 +95,7 @@ async def test_followers_see_what_the_orchestrator_stores(sim_nodes, tmp_path) -
         fake = '{"schema":"pilot-tui.triage/1","ids":["x y"],"state":"acknowledged","note":null,"by":"eve"}'
         await hostile.publish("broker-b", fanout.DEFAULT_TOPIC, fake)
         await wait_for(lambda: follower.store.quarantine_count() == 2, "junk quarantined")
-        assert follower.store.quarantine_by_reason() == {"bad_json": 1, "bad_triage": 1}
+        assert follower.store.quarantine_by_reason() == {"bad_json": 1, "bad_shared": 1}
         assert follower.store.total() == before + 400
     finally:
         await stop_tasks(*tasks)
@@ -154,17 +162,26 @@ async def test_subscribe_skips_an_oversized_event_and_goes_on(tmp_path) -> None:
 
 def test_triage_messages_are_checked_before_they_touch_the_feed() -> None:
     note = fanout.TriageNote(("ev-1", "ev-2"), "acknowledged", "ok", "alice")
-    assert fanout.parse_triage(note.to_json()) == note
-    assert fanout.parse_triage(encode_batch(batch(1, 2))) is None  # events are not triage
-    assert fanout.parse_triage(b'{"schema":"pilot-tui.triage/1"') is None  # not JSON: the event decoder says so
+    assert fanout.parse_shared(note.to_json()) == note
+    assert fanout.parse_shared(encode_batch(batch(1, 2))) is None  # events are not triage
+    assert fanout.parse_shared(b'{"schema":"pilot-tui.triage/1"') is None  # not JSON: the event decoder says so
     base = {"schema": fanout.TRIAGE_SCHEMA, "ids": ["ev-1"], "state": "acknowledged", "note": None, "by": "a"}
     for change, reason in (({"ids": []}, "list of 1-"), ({"ids": ["ev-1"] * 1001}, "list of 1-"),
                            ({"ids": ["bad id"]}, "not an event id"), ({"state": "deleted"}, "unknown triage state"),
                            ({"note": "x" * 501}, "at most 500"), ({"by": ""}, "1-64"), ({"by": 7}, "1-64")):
         with pytest.raises(ValueError, match=reason):
-            fanout.parse_triage(orjson.dumps({**base, **change}))
-    shown = fanout.parse_triage(orjson.dumps({**base, "note": "\x1b[31mred", "by": "eve\x07"}))
-    assert shown is not None and shown.note == "\\x1b[31mred" and shown.by == "eve\\x07"  # escapes made visible
+            fanout.parse_shared(orjson.dumps({**base, **change}))
+    shown = fanout.parse_shared(orjson.dumps({**base, "note": "\x1b[31mred", "by": "eve\x07"}))
+    assert isinstance(shown, fanout.TriageNote)
+    assert shown.note == "\\x1b[31mred" and shown.by == "eve\\x07"  # escapes made visible
+    outcome = fanout.OutcomeNote("req-1", "ev-1", "2001:db8::1", "applied", "nft: ok")
+    assert fanout.parse_shared(outcome.to_json()) == outcome
+    good = orjson.loads(outcome.to_json())
+    for change, reason in (({"request_id": "a b"}, "request_id"), ({"event_id": "x/y"}, "event_id"),
+                           ({"source_ip": "999.1.1.1"}, "not an IP"), ({"status": "deleted"}, "unknown outcome"),
+                           ({"detail": "d" * 501}, "at most 500")):
+        with pytest.raises(ValueError, match=reason):
+            fanout.parse_shared(orjson.dumps({**good, **change}))
 
 
 def test_an_incident_ack_is_split_and_kept_in_order_with_events() -> None:

@@ -11,14 +11,17 @@ events (the oldest are dropped first, and counted). The orchestrator's own store
 Payloads are ordinary NDJSON batches (``encode_batch``), so a follower validates, dedups and quarantines them
 exactly as the orchestrator does.
 
-Triage is shared one way: what the orchestrator's analysts acknowledge, dismiss or reopen is published too (a
-:class:`TriageNote`, in order with the events it refers to), and followers apply it, recording who did it and
-through which broker. What a follower triages stays on that follower.
+Triage and mitigation are shared one way: every state change on the orchestrator (an analyst's acknowledge,
+dismiss or reopen, a mitigation moving an event to ``mitigating``/``mitigated``) is published as a
+:class:`TriageNote`, and every mitigation outcome as an :class:`OutcomeNote`, in order with the events they refer
+to; followers apply them, recording who did it and through which broker. What a follower does stays on that
+follower.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +50,13 @@ MAX_TRIAGE_IDS = 1000
 
 MAX_BY_CHARS = 64
 
+OUTCOME_SCHEMA = "pilot-tui.outcome/1"
+"""``schema`` of a published mitigation outcome: ``{"schema", "request_id", "event_id", "source_ip", "status",
+"detail"}``."""
+
+OUTCOME_STATUSES = ("requested", "sent", "applied", "already_applied", "refused", "failed", "expired")
+MAX_DETAIL_CHARS = 500
+
 Report = Callable[..., None]
 """``report(state=…, kind=…, detail=…)``: how the fan-out shows up among the engine's receivers."""
 
@@ -65,20 +75,65 @@ class TriageNote:
                              "note": self.note, "by": self.by})
 
 
-def parse_triage(data: bytes) -> TriageNote | None:
-    """The triage change ``data`` holds, or ``None`` when it is not one (events, say).
+@dataclass(frozen=True, slots=True)
+class OutcomeNote:
+    """What became of a mitigation request made on the orchestrator (shown on the rows of that source IP)."""
 
-    Raises ``ValueError`` (its text is the quarantine detail) for a message that claims the triage schema but
+    request_id: str
+    event_id: str
+    source_ip: str
+    status: str
+    detail: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"schema": OUTCOME_SCHEMA, "request_id": self.request_id, "event_id": self.event_id,
+                             "source_ip": self.source_ip, "status": self.status, "detail": self.detail})
+
+
+SharedNote = TriageNote | OutcomeNote
+
+
+def parse_shared(data: bytes) -> SharedNote | None:
+    """The triage change or mitigation outcome ``data`` holds, or ``None`` when it is neither (events, say).
+
+    Raises ``ValueError`` (its text is the quarantine detail) for a message that claims one of the two schemas but
     breaks its rules: a follower must not let a broker's junk rewrite its feed.
     """
-    if TRIAGE_SCHEMA.encode() not in data[:200]:
+    head = data[:200]
+    if TRIAGE_SCHEMA.encode() not in head and OUTCOME_SCHEMA.encode() not in head:
         return None
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None  # not one JSON object: leave it to the event decoder, which quarantines it
-    if not isinstance(obj, dict) or obj.get("schema") != TRIAGE_SCHEMA:
+    if not isinstance(obj, dict):
         return None
+    if obj.get("schema") == TRIAGE_SCHEMA:
+        return _triage_from(obj)
+    if obj.get("schema") == OUTCOME_SCHEMA:
+        return _outcome_from(obj)
+    return None
+
+
+def _outcome_from(obj: dict[str, Any]) -> OutcomeNote:
+    request_id, event_id, ip = obj.get("request_id"), obj.get("event_id"), obj.get("source_ip")
+    status, detail = obj.get("status"), obj.get("detail")
+    if not isinstance(request_id, str) or not ID_RE.match(request_id):
+        raise ValueError("outcome request_id is not an id")
+    if not isinstance(event_id, str) or (event_id and not ID_RE.match(event_id)):
+        raise ValueError("outcome event_id is not an event id")
+    try:
+        ip = str(ipaddress.ip_address(ip if isinstance(ip, str) else ""))
+    except ValueError:
+        raise ValueError("outcome source_ip is not an IP address") from None
+    if status not in OUTCOME_STATUSES:
+        raise ValueError(f"unknown outcome status {printable(str(status))[:40]!r}")
+    if not isinstance(detail, str) or len(detail) > MAX_DETAIL_CHARS:
+        raise ValueError(f"outcome detail must be text of at most {MAX_DETAIL_CHARS} characters")
+    return OutcomeNote(request_id, event_id, ip, status, printable(detail))
+
+
+def _triage_from(obj: dict[str, Any]) -> TriageNote:
     ids, state, note, by = obj.get("ids"), obj.get("state"), obj.get("note"), obj.get("by")
     if not isinstance(ids, list) or not 0 < len(ids) <= MAX_TRIAGE_IDS:
         raise ValueError(f"triage ids must be a list of 1-{MAX_TRIAGE_IDS} event ids")
@@ -106,7 +161,7 @@ class Publisher:
         self.broker = broker
         self.topic = topic
         self._report = report
-        self._queue: deque[ThreatEvent | TriageNote] = deque()
+        self._queue: deque[ThreatEvent | SharedNote] = deque()
         self._wake = asyncio.Event()
         self.sent = 0
         self.dropped = 0
@@ -127,7 +182,11 @@ class Publisher:
         self._add(TriageNote(tuple(ids[i:i + MAX_TRIAGE_IDS]), state, note, by)
                   for i in range(0, len(ids), MAX_TRIAGE_IDS))
 
-    def _add(self, items: Iterable[ThreatEvent | TriageNote]) -> None:
+    def offer_outcome(self, request_id: str, event_id: str, source_ip: str, status: str, detail: str) -> None:
+        """Queue a mitigation outcome (after the events and state changes queued so far)."""
+        self._add([OutcomeNote(request_id, event_id, source_ip, status, detail[:MAX_DETAIL_CHARS])])
+
+    def _add(self, items: Iterable[ThreatEvent | SharedNote]) -> None:
         for item in items:
             if len(self._queue) >= MAX_QUEUED:
                 self._queue.popleft()
@@ -152,7 +211,7 @@ class Publisher:
                 await self._wake.wait()
             batch = self._take()
             first = batch[0]
-            payload = first.to_json() if isinstance(first, TriageNote) else encode_batch(batch)  # type: ignore[arg-type]
+            payload = encode_batch(batch) if isinstance(first, ThreatEvent) else first.to_json()
             await self._pilotctl.publish(self.broker, self.topic, payload.decode("utf-8"))
             for _ in batch:  # only now: a failed publish leaves them queued for the restart
                 if self._queue:
@@ -161,14 +220,14 @@ class Publisher:
             self._report(kind="publish", state="running", detail=self.describe())
 
     def _take(self) -> list[Any]:
-        """What the next publish carries: one triage change alone, or the oldest queued events that fit in one
-        publish (always at least one), stopping at a triage change so the order is kept."""
-        if isinstance(self._queue[0], TriageNote):
+        """What the next publish carries: one shared note alone, or the oldest queued events that fit in one
+        publish (always at least one), stopping at a note so the order is kept."""
+        if not isinstance(self._queue[0], ThreatEvent):
             return [self._queue[0]]
         batch: list[Any] = []
         size = 0
         for item in self._queue:
-            if isinstance(item, TriageNote):
+            if not isinstance(item, ThreatEvent):
                 break
             # each line also carries "batch_size" (about 20 bytes), added by encode_batch
             cost = len(item.to_json()) + 24

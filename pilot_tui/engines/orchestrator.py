@@ -31,7 +31,7 @@ from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payloa
 from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
-from .fanout import DEFAULT_TOPIC, Publisher, follow, parse_triage
+from .fanout import DEFAULT_TOPIC, OutcomeNote, Publisher, follow, parse_shared
 from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
 from .receiver import build_ack, payload_complete
 
@@ -149,18 +149,23 @@ class OrchestratorEngine:
                      self._reporter("follow"))
 
     def _ingest_followed(self, data: bytes) -> None:
-        """A payload from the followed broker: a triage change made on the orchestrator, or events."""
+        """A payload from the followed broker: events, or a state change or mitigation outcome on the orchestrator."""
         try:
-            note = parse_triage(data)
+            note = parse_shared(data)
         except ValueError as exc:
-            self.store.ingest([], [Rejected(0, "bad_triage", str(exc), data)], sender="", transport="subscribe")
-            self.bus.emit(u.Quarantined(at=time.time(), count=1, reasons={"bad_triage": 1}, sender="",
+            self.store.ingest([], [Rejected(0, "bad_shared", str(exc), data)], sender="", transport="subscribe")
+            self.bus.emit(u.Quarantined(at=time.time(), count=1, reasons={"bad_shared": 1}, sender="",
                                         transport="subscribe"))
             return
         if note is None:
             self.ingest_payload(data, sender="", transport="subscribe")
             return
         self._set_receiver("follow", last_message_at=time.time())
+        if isinstance(note, OutcomeNote):
+            self.store.record_mitigation(note.request_id, note.event_id, note.source_ip, note.status, note.detail)
+            self.bus.emit(u.MitigationUpdate(at=time.time(), request_id=note.request_id, source_ip=note.source_ip,
+                                             status=note.status, detail=note.detail))
+            return
         self.store.set_state(note.ids, note.state, note=note.note, by=f"{note.by} via {self.config.follow}")
         self.bus.emit(u.TriageChanged(at=time.time(), ids=note.ids, state=note.state, note=note.note))
 
@@ -289,9 +294,13 @@ class OrchestratorEngine:
         return self._triage(ids, state, note) if ids else 0
 
     def _triage(self, ids: list[str], state: str, note: str | None) -> int:
-        by = self.config.analyst or "analyst"
-        changed = self.store.set_state(ids, state, note=note, by=by)
+        changed = self._set_state(ids, state, by=self.config.analyst or "analyst", note=note)
         self.bus.emit(u.TriageChanged(at=time.time(), ids=tuple(ids), state=state, note=note))
+        return changed
+
+    def _set_state(self, ids: list[str], state: str, *, by: str, note: str | None = None) -> int:
+        """Store a state change and, with ``--publish``, share it with followers."""
+        changed = self.store.set_state(ids, state, note=note, by=by)
         if self.publisher is not None and ids:
             self.publisher.offer_triage(ids, state, note, by)
         return changed
@@ -311,7 +320,7 @@ class OrchestratorEngine:
             reason=stored.event.anomaly, requested_by=self.config.analyst or "analyst",
         )
         self._mitigation_status(request.request_id, event_id, ip, "requested", f"asking {self.config.exec_node}")
-        self.store.set_state([event_id], "mitigating", by=self.config.analyst or "analyst")
+        self._set_state([event_id], "mitigating", by=self.config.analyst or "analyst")
         try:
             ack = await self.pilotctl.send_message(self.config.exec_node, request.encode(), msg_type="json",
                                                    wait=wait_s)
@@ -320,7 +329,7 @@ class OrchestratorEngine:
             return request.request_id
         except PilotError as exc:
             self._mitigation_status(request.request_id, event_id, ip, "failed", exc.one_line())
-            self.store.set_state([event_id], "new", by=self.config.analyst or "analyst")
+            self._set_state([event_id], "new", by=self.config.analyst or "analyst")
             return request.request_id
         if ack.reply is not None:
             data = ack.reply.get("data")
@@ -341,14 +350,16 @@ class OrchestratorEngine:
         event_id = known["event_id"] if known else ""
         self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
         if event_id and result.status in ("applied", "already_applied"):
-            self.store.set_state([event_id], "mitigated", by=f"executor:{result.executor}")
+            self._set_state([event_id], "mitigated", by=f"executor:{result.executor}")
         elif event_id and result.status in ("refused", "failed"):
-            self.store.set_state([event_id], "new", by=f"executor:{result.executor}")
+            self._set_state([event_id], "new", by=f"executor:{result.executor}")
 
     def _mitigation_status(self, request_id: str, event_id: str, ip: str, status: str, detail: str) -> None:
         self.store.record_mitigation(request_id, event_id, ip, status, detail)
         self.bus.emit(u.MitigationUpdate(at=time.time(), request_id=request_id, source_ip=ip, status=status,
                                          detail=detail))
+        if self.publisher is not None:
+            self.publisher.offer_outcome(request_id, event_id, ip, status, detail)
 
     # -- trust -------------------------------------------------------------------------------------------------
 
