@@ -197,3 +197,26 @@ def test_an_incident_ack_is_split_and_kept_in_order_with_events() -> None:
     assert [len(n.ids) for n in notes] == [1000, 1000, 500] and all(len(n.note) == 500 for n in notes)
     assert all(len(n.to_json()) <= fanout.MAX_PUBLISH_BYTES for n in notes)
     assert pub._take() == events[2:]
+
+
+async def test_a_full_queue_during_a_publish_never_loses_an_unsent_event(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    sent: list[str] = []
+    events = batch(6, 8)
+
+    class SlowBroker:
+        async def publish(self, broker: str, topic: str, data: str) -> dict[str, Any]:
+            if not sent:  # the first publish is in flight while the queue overflows
+                pub.offer(events[4:])
+            sent.extend(line for line in data.splitlines())
+            return {}
+
+    monkeypatch.setattr(fanout, "MAX_QUEUED", 4)
+    pub = fanout.Publisher(SlowBroker(), "broker-b", "t", lambda **kw: None)  # type: ignore[arg-type]
+    pub.offer(events[:4])
+    task = asyncio.create_task(pub.run())
+    try:
+        await wait_for(lambda: pub.queued == 0, "queue drained", 5)
+    finally:
+        await stop_tasks(task)
+    ids = [orjson.loads(line)["id"] for line in sent]
+    assert ids == [e.id for e in events]  # the first four went in flight, the four newer ones after them

@@ -213,8 +213,8 @@ class Publisher:
             first = batch[0]
             payload = encode_batch(batch) if isinstance(first, ThreatEvent) else first.to_json()
             await self._pilotctl.publish(self.broker, self.topic, payload.decode("utf-8"))
-            for _ in batch:  # only now: a failed publish leaves them queued for the restart
-                if self._queue:
+            for item in batch:  # only now: a failed publish leaves them queued for the restart
+                if self._queue and self._queue[0] is item:  # (a full queue may have dropped some meanwhile)
                     self._queue.popleft()
             self.sent += len(batch)
             self._report(kind="publish", state="running", detail=self.describe())
