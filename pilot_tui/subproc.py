@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from pilot_tui.aiotime import within
+
 KILL_WAIT_S = 5.0
 """How long a killed child is waited for (its exit status) before we move on without it."""
 
 
-async def kill_and_reap(proc: asyncio.subprocess.Process, within: float = KILL_WAIT_S) -> None:
-    """Kill ``proc`` if it still runs, then wait at most ``within`` seconds for it to be reaped."""
+async def kill_and_reap(proc: asyncio.subprocess.Process, wait_s: float = KILL_WAIT_S) -> None:
+    """Kill ``proc`` if it still runs, then wait at most ``wait_s`` seconds for it to be reaped."""
     if proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):  # it exited between the check and the signal
         proc.kill()
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(proc.wait(), within)
+        await within(proc.wait(), wait_s)

@@ -20,7 +20,7 @@ async def test_kill_and_reap_does_not_hang_when_a_grandchild_holds_the_pipes() -
     assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"started\n"  # the grandchild exists now
     try:
         started = time.monotonic()
-        await kill_and_reap(proc, within=0.5)
+        await kill_and_reap(proc, wait_s=0.5)
         assert time.monotonic() - started < 3
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the grandchild too

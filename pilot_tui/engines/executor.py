@@ -26,6 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from pilot_tui.aiotime import within
+
 from ..pilot.driver import DaemonStatus, InboxMessage, SendAck
 from ..pilot.errors import PilotError
 from ..pilot.inbox import InboxWatcher, WatcherStatus
@@ -374,7 +376,7 @@ class ExecutorEngine:
             due = [self.store.next_expiry(exclude=self._expiry_retry) or float("inf"), *self._expiry_retry.values()]
             delay = min(max(min(due) - self._clock(), 0.05), self._expiry_tick)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._expiry_wake.wait(), delay)
+                await within(self._expiry_wake.wait(), delay)
             self._expiry_wake.clear()
             await self.expire_due()
 

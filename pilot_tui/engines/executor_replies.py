@@ -15,6 +15,8 @@ from typing import Protocol
 
 import orjson
 
+from pilot_tui.aiotime import within
+
 from ..pilot.driver import SendAck
 from ..pilot.errors import PilotError
 from ..store.blocks import BlockStore
@@ -79,5 +81,5 @@ class ReplySender:
             nxt = self.store.next_reply_at()
             delay = IDLE_CHECK_S if nxt is None else min(max(nxt - self.clock(), 0.05), IDLE_CHECK_S)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await within(self._wake.wait(), delay)
             self._wake.clear()

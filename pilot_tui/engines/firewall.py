@@ -25,6 +25,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from pilot_tui.aiotime import within
 from pilot_tui.subproc import kill_and_reap
 
 BACKENDS: tuple[str, ...] = ("dry-run", "nft", "iptables", "ufw")
@@ -138,7 +139,7 @@ async def run_argvs(argvs: Sequence[Argv], timeout: float = RUN_TIMEOUT_S) -> No
         except OSError as exc:
             raise FirewallError(f"cannot run {argv[0]}: {exc.strerror or exc}", argv=list(argv)) from None
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout)
+            _, err = await within(proc.communicate(), timeout)
         except asyncio.TimeoutError:
             raise FirewallError(f"{argv[0]} did not finish within {timeout:g}s", argv=list(argv)) from None
         finally:

@@ -26,6 +26,7 @@ import time
 
 import orjson
 
+from pilot_tui.aiotime import within
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.outbox import Outbox, OutboxRow
@@ -130,7 +131,7 @@ class Sender:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await within(self._wake.wait(), seconds)
         self._wake.clear()
 
     async def run(self) -> None:

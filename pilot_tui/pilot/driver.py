@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from pilot_tui.aiotime import within
 from pilot_tui.subproc import kill_and_reap
 
 from .errors import BadResponse, InvalidArgument, PilotError, Timeout, error_from_envelope
@@ -205,7 +206,7 @@ class Pilotctl:
         limit = self.timeout if timeout is None else timeout
         proc = await self._spawn(list(args), stdin)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
+            out, err = await within(proc.communicate(stdin), limit)
         except asyncio.TimeoutError:
             raise Timeout(f"pilotctl {args[0] if args else ''} did not finish within {limit:g}s") from None
         finally:

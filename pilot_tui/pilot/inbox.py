@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from pilot_tui.aiotime import within
+
 from .driver import InboxMessage
 from .errors import PilotError
 
@@ -216,7 +218,7 @@ class InboxWatcher:
         if self._closed:
             return
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await within(self._wake.wait(), seconds)
         if self._wake.is_set() and not self._closed:
             await asyncio.sleep(0.02)  # let the daemon finish writing the file that woke us
 

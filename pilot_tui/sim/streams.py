@@ -17,6 +17,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from pilot_tui.aiotime import within
+
 from .proto import PORT_DATAEXCHANGE, PORT_EVENTSTREAM, SERVICE_PORTS, dumps_line
 from .services import serve_dataexchange
 
@@ -105,7 +107,7 @@ class Streams:
         node, port = int(req["node_id"]), int(req["port"])
         timeout = float(req.get("timeout") or 30.0)
         try:
-            peer = await asyncio.wait_for(self._open_peer(node, port), timeout)
+            peer = await within(self._open_peer(node, port), timeout)
         except asyncio.TimeoutError:
             peer = "dial: daemon: dial timeout"
         if isinstance(peer, str):

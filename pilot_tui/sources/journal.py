@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from pilot_tui.aiotime import within
 from pilot_tui.sources.lines import LineSplitter
 from pilot_tui.sources.types import (
     ERROR_PREFIX,
@@ -278,7 +279,7 @@ class JournalSource:
             self._state = ERROR_PREFIX + self._start_error(exc)
             return False
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), _PROBE_TIMEOUT_S)
+            out, err = await within(proc.communicate(), _PROBE_TIMEOUT_S)
         except asyncio.TimeoutError:
             await self._stop(proc)
             out, err = b"", b"timed out"
@@ -351,7 +352,7 @@ class JournalSource:
     async def _pause(self, delay: float) -> None:
         assert self._wake is not None
         try:
-            await asyncio.wait_for(self._wake.wait(), delay)
+            await within(self._wake.wait(), delay)
         except asyncio.TimeoutError:
             pass  # backoff elapsed: try again
 
@@ -363,7 +364,7 @@ class JournalSource:
         """
         if proc.returncode is None and grace > 0:
             try:
-                await asyncio.wait_for(proc.wait(), grace)
+                await within(proc.wait(), grace)
             except asyncio.TimeoutError:
                 pass  # still running: terminate it below
         if proc.returncode is not None:
@@ -373,7 +374,7 @@ class JournalSource:
         except ProcessLookupError:
             return
         try:
-            await asyncio.wait_for(proc.wait(), 2.0)
+            await within(proc.wait(), 2.0)
         except asyncio.TimeoutError:
             await kill_and_reap(proc)
         except asyncio.CancelledError:

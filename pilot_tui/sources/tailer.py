@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from pilot_tui.aiotime import within
 from pilot_tui.sources.follower import FileFollower, TailOptions
 from pilot_tui.sources.identity import is_rotated_name, is_same_file, open_regular
 from pilot_tui.sources.types import (
@@ -212,7 +213,7 @@ class FileTailer:
         if self._wake.is_set():
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await within(self._wake.wait(), timeout)
         except asyncio.TimeoutError:
             pass  # the poll tick: step everything whether or not a notification came
 
