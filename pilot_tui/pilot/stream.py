@@ -200,8 +200,8 @@ class RecvLoopListener:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # gather, not suppress(CancelledError): a cancel aimed at the caller must still reach it
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
 
