@@ -1,4 +1,4 @@
-"""Stopping background asyncio tasks inside a test, bounded in time.
+"""Waiting for a condition and stopping background asyncio tasks inside a test, both bounded in time.
 
 A bare ``task.cancel()`` at the end of a test leaves the task's clean-up (closing listeners, killing pilotctl
 processes) to pytest-asyncio's loop teardown, where no per-test timeout applies: a clean-up that never ends hangs
@@ -9,7 +9,17 @@ not stop within the bound — an engine that cannot be stopped is a bug a user w
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
+
+
+async def wait_for(cond: Callable[[], object], what: str = "condition", timeout: float = 20.0) -> None:
+    """Poll ``cond`` until it is true; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.05)
 
 
 async def stop_tasks(*tasks: asyncio.Task[Any], within: float = 10.0) -> None:

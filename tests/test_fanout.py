@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
-from task_helpers import stop_tasks
+from task_helpers import stop_tasks, wait_for
 
 from pilot_tui.cli import main
 from pilot_tui.engines import fanout
@@ -23,13 +23,6 @@ from pilot_tui.store.events import EventStore
 
 SIM = str(Path(sys.executable).with_name("pilot-sim"))
 pytestmark = pytest.mark.timeout(90)
-
-
-async def wait_for(cond: Any, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.05)
 
 
 def batch(seed: int, n: int) -> list[Any]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 
-from task_helpers import stop_tasks
+from task_helpers import stop_tasks, wait_for
 
 from pilot_tui.engines import updates as u
 from pilot_tui.engines.hook import HookRunner, make_applier, parse_action
@@ -31,13 +30,6 @@ class FakeEngine:
         self.mitigated.append(event_id)
 
 
-async def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 def test_parse_action_refuses_garbage() -> None:
     assert parse_action(b'{"id":"a","action":"ack","note":"x"}').action == "ack"  # type: ignore[union-attr]
     for bad in (b"nope", b"[]", b'{"id":1,"action":"ack"}', b'{"id":"a","action":"rm -rf"}'):
@@ -54,7 +46,7 @@ async def test_example_consumer_drives_the_orchestrator() -> None:
         crit = [make_event("203.0.113.7", "brute_force_ssh", "critical") for _ in range(2)]
         low = make_event("198.51.100.3", "web_4xx_burst", "low")
         bus.emit(u.EventsStored(at=0, events=(*crit, low), sender="", transport="stream"))
-        await wait_for(lambda: engine.mitigated and engine.acked)
+        await wait_for(lambda: engine.mitigated and engine.acked, "hook actions applied", 10)
         assert engine.mitigated == [crit[1].id] and engine.acked == [low.id]
     finally:
         await stop_tasks(task)
@@ -72,7 +64,7 @@ async def test_crashing_hook_is_restarted_and_never_blocks(tmp_path) -> None:  #
     try:
         for _ in range(3):
             bus.emit(u.EventsStored(at=0, events=(make_event("203.0.113.9", "x", "low"),), sender="", transport=""))
-        await wait_for(lambda: hook.restarts >= 2)
+        await wait_for(lambda: hook.restarts >= 2, "hook restarted twice", 10)
         # a flood while the consumer is down is bounded: the oldest are dropped and counted
         bus.emit(u.EventsStored(at=0, events=tuple(make_event("203.0.113.9", "x", "low") for _ in range(50)),
                                 sender="", transport=""))

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
-from task_helpers import stop_tasks
+from task_helpers import stop_tasks, wait_for
 
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
 from pilot_tui.model import encode_batch, make_event
@@ -19,13 +18,6 @@ from pilot_tui.store.events import EventStore
 
 SIM = str(Path(sys.executable).with_name("pilot-sim"))
 pytestmark = pytest.mark.timeout(60)
-
-
-async def wait_for(cond, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_inbox_messages_stored_once_and_pruned(sim_nodes, tmp_path) -> None:  # type: ignore[no-untyped-def]
