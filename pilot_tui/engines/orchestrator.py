@@ -153,9 +153,7 @@ class OrchestratorEngine:
         try:
             note = parse_shared(data)
         except ValueError as exc:
-            self.store.ingest([], [Rejected(0, "bad_shared", str(exc), data)], sender="", transport="subscribe")
-            self.bus.emit(u.Quarantined(at=time.time(), count=1, reasons={"bad_shared": 1}, sender="",
-                                        transport="subscribe"))
+            self._quarantine(Rejected(0, "bad_shared", str(exc), data), sender="", transport="subscribe")
             return
         if note is None:
             self.ingest_payload(data, sender="", transport="subscribe")
@@ -217,11 +215,8 @@ class OrchestratorEngine:
                         msg = await self.pilotctl.inbox_read(msg.inbox_id or msg.message_id)
                 data = msg.body()
                 if not data.strip() and msg.size:
-                    unreadable = Rejected(0, "unreadable", f"inbox message {msg.message_id} of {msg.size} bytes "
-                                          "could not be read", b"")
-                    self.store.ingest([], [unreadable], sender=msg.sender, transport="message")
-                    self.bus.emit(u.Quarantined(at=time.time(), count=1, reasons={"unreadable": 1},
-                                                sender=msg.sender, transport="message"))
+                    self._quarantine(Rejected(0, "unreadable", f"inbox message {msg.message_id} of {msg.size} "
+                                              "bytes could not be read", b""), sender=msg.sender, transport="message")
                 elif message_kind(data) == "result":
                     try:
                         self._apply_result(parse_result(data))
@@ -245,6 +240,12 @@ class OrchestratorEngine:
                 await watcher.prune(self.config.inbox_keep_s)
             except PilotError as exc:
                 self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"inbox prune failed: {exc.one_line()}"))
+
+    def _quarantine(self, rejected: Rejected, *, sender: str, transport: str) -> None:
+        """Quarantine one message that is not a payload of events (unreadable, a broken shared note)."""
+        self.store.ingest([], [rejected], sender=sender, transport=transport)
+        self.bus.emit(u.Quarantined(at=time.time(), count=1, reasons={rejected.reason: 1}, sender=sender,
+                                    transport=transport))
 
     # -- shared ingest -----------------------------------------------------------------------------------------
 
