@@ -1,6 +1,10 @@
-"""Ending child processes we started (pilotctl, journalctl, firewall tools, ``--on-event`` hooks).
+"""Starting and ending child processes (pilotctl, journalctl, firewall tools, ``--on-event`` hooks).
 
-One rule for all of them: after a kill, wait for the exit status — but only for a bounded time. On Python 3.11
+Every child is started with :func:`spawn`, which remembers it until it is gone, so :func:`reap_all` can end the
+stragglers before a command's event loop closes: a child still running (or its pipes still open) when the loop
+closes turns into "Exception ignored … Event loop is closed" on stderr, whichever task forgot it.
+
+After a kill, the wait for the exit status is bounded. On Python 3.11
 ``Process.wait()`` returns only once the child's pipes are closed too, and a grandchild that inherited them (a
 shell wrapper's child, a daemon a tool started) can keep them open for ever; an unbounded wait there turns a
 cancelled task into a hang on shutdown.
@@ -10,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
+from typing import Any
 
 from pilot_tui.aiotime import within
 
@@ -25,3 +31,22 @@ async def kill_and_reap(proc: asyncio.subprocess.Process, wait_s: float = KILL_W
         proc.kill()
     with contextlib.suppress(asyncio.TimeoutError):
         await within(proc.wait(), wait_s)
+
+
+_live: weakref.WeakKeyDictionary[asyncio.subprocess.Process, asyncio.AbstractEventLoop] = weakref.WeakKeyDictionary()
+"""Children started by :func:`spawn` and the loop each belongs to (only that loop can wait for it)."""
+
+
+async def spawn(*argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    """``asyncio.create_subprocess_exec(*argv, **kwargs)``, remembered for :func:`reap_all`. Raises ``OSError``."""
+    proc = await asyncio.create_subprocess_exec(*argv, **kwargs)
+    _live[proc] = asyncio.get_running_loop()
+    return proc
+
+
+async def reap_all(wait_s: float = KILL_WAIT_S) -> int:
+    """Kill and reap every child of this loop started with :func:`spawn` that still runs; returns how many."""
+    loop = asyncio.get_running_loop()
+    running = [proc for proc, owner in list(_live.items()) if owner is loop and proc.returncode is None]
+    await asyncio.gather(*(kill_and_reap(proc, wait_s) for proc in running), return_exceptions=True)
+    return len(running)

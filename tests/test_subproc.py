@@ -34,3 +34,14 @@ async def test_kill_and_reap_leaves_a_finished_process_alone() -> None:
     await proc.wait()
     await kill_and_reap(proc)
     assert proc.returncode == 0
+
+
+async def test_reap_all_ends_the_children_a_task_forgot() -> None:
+    from pilot_tui.subproc import reap_all, spawn
+
+    forgotten = await spawn("sleep", "30", stdout=asyncio.subprocess.PIPE)
+    finished = await spawn("true")
+    await finished.wait()
+    assert await reap_all(wait_s=5) == 1  # only the one still running
+    assert forgotten.returncode == -signal.SIGKILL
+    assert await reap_all() == 0

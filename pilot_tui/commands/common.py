@@ -15,6 +15,7 @@ from pilot_tui.engines.updates import Update
 from pilot_tui.pilot.binary import resolve_pilotctl
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError
+from pilot_tui.subproc import reap_all
 
 
 def fail(mode: str, message: str, hint: str = "") -> int:
@@ -66,6 +67,8 @@ def run_until_signal(main: Callable[[], Awaitable[None]]) -> int:
         except PilotError as exc:
             print(f"pilot-tui: {exc.one_line()}", file=sys.stderr)
             return 1
+        finally:
+            await reap_all()  # no child may outlive the loop (see pilot_tui.subproc)
         return 0
 
     return asyncio.run(runner())

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from pilot_tui.aiotime import within
-from pilot_tui.subproc import kill_and_reap
+from pilot_tui.subproc import kill_and_reap, spawn
 
 BACKENDS: tuple[str, ...] = ("dry-run", "nft", "iptables", "ufw")
 NFT_TABLE = "pilot_tui"
@@ -132,7 +132,7 @@ async def run_argvs(argvs: Sequence[Argv], timeout: float = RUN_TIMEOUT_S) -> No
     """
     for argv in argvs:
         try:
-            proc = await asyncio.create_subprocess_exec(
+            proc = await spawn(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from pilot_tui.model import ThreatEvent
-from pilot_tui.subproc import kill_and_reap
+from pilot_tui.subproc import kill_and_reap, spawn
 
 from . import updates as u
 
@@ -94,7 +94,7 @@ class HookRunner:
 
     async def _run_once(self) -> str:
         try:
-            proc = await asyncio.create_subprocess_exec(
+            proc = await spawn(
                 *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
             )

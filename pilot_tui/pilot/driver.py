@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from pilot_tui.aiotime import within
-from pilot_tui.subproc import kill_and_reap
+from pilot_tui.subproc import kill_and_reap, spawn
 
 from .errors import BadResponse, InvalidArgument, PilotError, Timeout, error_from_envelope
 from .names import ADDRESS_RE, HOSTNAME_RE, MESSAGE_ID_RE, TOPIC_RE
@@ -188,7 +188,7 @@ class Pilotctl:
         self, args: list[str], stdin: bytes | None, *, line_limit: int = 2**16
     ) -> asyncio.subprocess.Process:
         try:
-            return await asyncio.create_subprocess_exec(
+            return await spawn(
                 self.binary,
                 "--json",
                 *args,

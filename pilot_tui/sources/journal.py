@@ -29,7 +29,7 @@ from pilot_tui.sources.types import (
     LineBatch,
     RateMeter,
 )
-from pilot_tui.subproc import kill_and_reap
+from pilot_tui.subproc import kill_and_reap, spawn
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class JournalSource:
                 argv = self.argv()
                 self._last_stderr = ""  # only this run's words count (e.g. for the cursor check below)
                 try:
-                    proc = await asyncio.create_subprocess_exec(
+                    proc = await spawn(
                         *argv,
                         stdin=asyncio.subprocess.DEVNULL,
                         stdout=asyncio.subprocess.PIPE,
@@ -269,7 +269,7 @@ class JournalSource:
             *[a for u in self.units for a in ("--unit", u)],
         ]
         try:
-            proc = await asyncio.create_subprocess_exec(
+            proc = await spawn(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

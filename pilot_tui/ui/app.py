@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from pilot_tui.engines.oracle import OracleEngine
 from pilot_tui.engines.orchestrator import OrchestratorEngine
+from pilot_tui.subproc import reap_all
 
 if TYPE_CHECKING:
     from pilot_tui.engines.executor import ExecutorEngine
@@ -226,6 +227,7 @@ class PilotApp(App[None]):
 
     async def action_quit(self) -> None:
         await self.stop_workers()
+        await reap_all(1.0)  # no pilotctl child may outlive the loop (see pilot_tui.subproc)
         self.exit()
 
     def on_unmount(self) -> None:
