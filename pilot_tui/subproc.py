@@ -22,6 +22,9 @@ from pilot_tui.aiotime import within
 KILL_WAIT_S = 5.0
 """How long a killed child is waited for (its exit status) before we move on without it."""
 
+SETTLE_S = 0.1
+"""Loop time :func:`reap_all` leaves for the pipes of exited children to be read to their end and closed."""
+
 
 async def kill_and_reap(proc: asyncio.subprocess.Process, wait_s: float = KILL_WAIT_S) -> None:
     """Kill ``proc`` if it still runs, then wait at most ``wait_s`` seconds for it to be reaped."""
@@ -49,4 +52,7 @@ async def reap_all(wait_s: float = KILL_WAIT_S) -> int:
     loop = asyncio.get_running_loop()
     running = [proc for proc, owner in list(_live.items()) if owner is loop and proc.returncode is None]
     await asyncio.gather(*(kill_and_reap(proc, wait_s) for proc in running), return_exceptions=True)
+    # A child that exited by itself can still have its pipes' end-of-file unread: Process.wait() returns at once
+    # for it, and the loop needs a few more turns to read the EOF and close the pipe transports.
+    await asyncio.sleep(SETTLE_S)
     return len(running)
