@@ -206,14 +206,28 @@ def compare(path: Path, args: argparse.Namespace, title: str) -> dict[str, objec
         )
 
     rules = load_rules()
-    reports = [scan_files([path], Detector(rules)) for _ in range(ENGINE_RUNS)]
+    native = Detector(rules, native=True)
+    if native.native is None:
+        print(f"C hot path: not used ({native.native_problem}); the first row is the pure Python engine")
+    reports = [scan_files([path], Detector(rules, native=True)) for _ in range(ENGINE_RUNS)]
     report = min(reports, key=lambda r: r.seconds)
     add(
-        "pilot-tui engine (in-process)",
+        "pilot-tui engine (in-process)" + (", C hot path" if native.native is not None else ""),
         report.seconds,
         f"best of {ENGINE_RUNS}; {report.matched_lines:,} lines matched, {len(report.events):,} events",
     )
     ours_ips = set(report.ip_hits)
+    if native.native is not None:
+        # the pure Python engine on the same file: the baseline the C path must beat, and must equal
+        slow = min((scan_files([path], Detector(rules)) for _ in range(2)), key=lambda r: r.seconds)
+        same = [e.to_dict() | {"id": ""} for e in slow.events] == [e.to_dict() | {"id": ""} for e in report.events]
+        add(
+            "pilot-tui engine (in-process), pure Python",
+            slow.seconds,
+            f"best of 2; {'same' if same else 'DIFFERENT'} events and counts as the C path"
+            if same and slow.ip_hits == report.ip_hits and slow.rule_hits == report.rule_hits
+            else "DIFFERENT results from the C path",
+        )
 
     argv_cli, label = cli_argv(path)
     secs, proc = timed(argv_cli)

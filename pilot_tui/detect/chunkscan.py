@@ -113,8 +113,16 @@ def iter_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[
 
     Invalid UTF-8 becomes U+FFFD, CRLF becomes LF — exactly what the line-by-line path sees (a chunk always ends
     just after a newline, which is never inside a UTF-8 sequence, so where chunks are cut changes nothing).
-    Bytes are read into one reused buffer and decoded straight from it: no per-chunk copies besides the text.
-    A line longer than the buffer grows it.
+    """
+    for piece in iter_raw_chunks(stream, chunk_size):
+        yield _decode(piece), len(piece)
+
+
+def iter_raw_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[memoryview]:
+    """The bytes of :func:`iter_chunks`' chunks, undecoded: views of one reused buffer, valid until the next one.
+
+    Bytes are read into that buffer and handed on from it: no per-chunk copies. A line longer than the buffer
+    grows it.
     """
     buf = bytearray(max(chunk_size, 1))
     view = memoryview(buf)
@@ -132,12 +140,14 @@ def iter_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[
             cut = buf.rfind(b"\n", 0, filled) + 1
             if cut == 0:
                 continue
-            yield _decode(view[:cut]), cut
+            with view[:cut] as piece:
+                yield piece
             rest = filled - cut
             buf[:rest] = bytes(view[cut:filled])  # the unfinished line (a copy: the ranges may overlap)
             filled = rest
         if filled:
-            yield _decode(view[:filled]), filled
+            with view[:filled] as piece:
+                yield piece
     finally:
         view.release()
 
@@ -256,13 +266,38 @@ class _Scan:
             self.matched, self.last_line = matched, last_line
 
 
+def scan_raw(detector: Detector, piece: bytes | memoryview, log: str, ref: float, out: list[ThreatEvent]) -> int:
+    """Scan one raw chunk (whole lines, undecoded): with the C engine when the detector has one and the chunk suits
+    it, else decoded and by :func:`scan_chunk`. Counts the chunk's lines and matched lines in ``detector.stats``
+    and returns the number of lines."""
+    native = detector.native
+    if native is not None:
+        done = native.scan(piece, ref)
+        if done is not None:
+            lines, matched, fires = done
+            if fires:
+                detector.native_events(fires, log, out)
+            detector.take_native_counts()
+            detector.stats.lines += lines
+            detector.stats.matched_lines += matched
+            return lines
+    chunk = _decode(piece if isinstance(piece, memoryview) else memoryview(piece))
+    lines = chunk.count("\n") + (0 if not chunk or chunk.endswith("\n") else 1)
+    detector.stats.lines += lines
+    detector.stats.matched_lines += scan_chunk(detector, chunk, log, ref, out)
+    return lines
+
+
 def scan_text(
     detector: Detector, text: str, log: str = "<text>", now: float | None = None
 ) -> list[ThreatEvent]:
     """Chunk-scan an in-memory text (tests, small inputs); counts its lines like :func:`scan_files` does."""
     ref = time.time() if now is None else now
-    text = text.replace("\r\n", "\n")
     out: list[ThreatEvent] = []
+    if text.isascii():
+        scan_raw(detector, text.encode(), log, ref, out)
+        return out
+    text = text.replace("\r\n", "\n")
     detector.stats.lines += text.count("\n") + (0 if not text or text.endswith("\n") else 1)
     detector.stats.matched_lines += scan_chunk(detector, text, log, ref, out)
     return out
@@ -283,7 +318,7 @@ def scan_files(
     file that cannot be read.
     """
     if detector is None:
-        detector = Detector(rules if rules is not None else load_rules())
+        detector = Detector(rules if rules is not None else load_rules(), native=True)
     report = ScanReport()
     began = time.perf_counter()
     for path in paths:
@@ -291,12 +326,9 @@ def scan_files(
         t0 = time.perf_counter()
         ref = reference if reference is not None else os.path.getmtime(path)
         with open_log(path) as stream:
-            for chunk, nbytes in iter_chunks(stream, chunk_size):
-                lines = chunk.count("\n") + (0 if chunk.endswith("\n") else 1)
-                fstats.lines += lines
-                fstats.bytes += nbytes
-                detector.stats.lines += lines
-                detector.stats.matched_lines += scan_chunk(detector, chunk, str(path), ref, report.events)
+            for piece in iter_raw_chunks(stream, chunk_size):
+                fstats.lines += scan_raw(detector, piece, str(path), ref, report.events)
+                fstats.bytes += len(piece)
         fstats.seconds = time.perf_counter() - t0
         report.files.append(fstats)
     report.seconds = time.perf_counter() - began

@@ -24,6 +24,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pilot_tui.model import ThreatEvent, ValidationError, make_event
 
@@ -31,7 +32,9 @@ from .addr import AddressBook
 from .events import EventFactory
 from .rules import FilterSpec, Rule, RuleSet
 from .timeparse import FUTURE_SLACK, SECONDS, LineClock, iso_utc
-from .window import DEFAULT_MAX_KEYS, Fire, RulePlan, Tracker
+from .native import Fire as NativeFire
+from .native import build as build_native
+from .window import DEFAULT_MAX_KEYS, RulePlan, Tracker
 
 MAX_REPEAT = 100_000
 """Cap on one line's weight ("message repeated N times", a ``count`` group): N is text an attacker may shape."""
@@ -68,8 +71,9 @@ Branch = tuple[PatternInfo, int, int, int, int, bool, tuple[tuple[RulePlan, int]
 class CompiledFilter:
     """A filter's patterns merged into one regex; ``branches`` maps ``match.lastindex`` to the pattern matched."""
 
-    def __init__(self, spec: FilterSpec, rules: Iterable[RulePlan]) -> None:
+    def __init__(self, spec: FilterSpec, rules: Iterable[RulePlan], index: int = 0) -> None:
         self.spec = spec
+        self.index = index  # position among the detector's filters
         self.name = spec.name
         self.require = spec.require
         parts = [f"(?P<_b{i}>{_rename_groups(p.regex, i)})" for i, p in enumerate(spec.patterns)]
@@ -143,6 +147,7 @@ class Detector:
         group_ipv6_64: bool = False,
         max_keys: int = DEFAULT_MAX_KEYS,
         count_ips: bool = True,
+        native: bool = False,
     ) -> None:
         if sensor is not None:
             try:
@@ -156,14 +161,22 @@ class Detector:
         self.clock = LineClock()
         self.stats = DetectorStats()
         self.count_ips = count_ips
-        self._logins: OrderedDict[str, str] = OrderedDict()
+        self.logins: OrderedDict[str, str] = OrderedDict()
         self._addr_cache = self.addresses._cache  # read directly on the hot path; resolve() fills it
         self._rule_hits = [0] * len(rules.rules)
         self._events = EventFactory(sensor, rules.rules)
-        plans = [RulePlan(i, r) for i, r in enumerate(rules.rules)]
+        self.plans = [RulePlan(i, r) for i, r in enumerate(rules.rules)]
         self.filters: tuple[CompiledFilter, ...] = tuple(
-            CompiledFilter(spec, [p for p in plans if p.rule.filter == spec.name]) for spec in rules.filters
+            CompiledFilter(spec, [p for p in self.plans if p.rule.filter == spec.name], i)
+            for i, spec in enumerate(rules.filters)
         )
+        self._infos = [info for cf in self.filters for info in cf.branches.values()]
+        self.native: Any = None
+        """The C engine (:mod:`.native`) when asked for and usable: it then owns windows and counters."""
+        self.native_problem: str | None = "not asked for"
+        """Why :attr:`native` is None (shown by ``scan``)."""
+        if native:
+            self.native, self.native_problem = build_native(self, max_keys, MAX_REPEAT, MAX_IP_COUNTS)
 
     def feed(self, line: str, log: str, now: float | None = None) -> list[ThreatEvent]:
         """Process one line (without or with its line ending) from ``log``; return the events it triggers.
@@ -210,13 +223,16 @@ class Detector:
         scan, so everything it touches is hoisted into locals first, and the common cases (a known address, a
         syslog minute seen before) are dict lookups.
         """
+        if self.native is not None:
+            self._count_native(cf, found, log, ref, out)
+            return
         by_index = cf.by_index
         addr_cache = self._addr_cache
         stats = self.stats
         minutes = self.clock.minutes
         late = ref + FUTURE_SLACK  # a syslog time past this belongs to the previous year (see timeparse)
         ip_hits = stats.ip_hits if self.count_ips else None
-        logins = self._logins
+        logins = self.logins
         rule_hits = self._rule_hits
         hit = self.tracker.hit
         for m, line in found:
@@ -239,10 +255,7 @@ class Detector:
             user = m.group(user_group) if user_group >= 0 else None
             if login:
                 if user and addr:
-                    logins[user] = addr
-                    logins.move_to_end(user)
-                    if len(logins) > MAX_LOGINS:
-                        logins.popitem(last=False)
+                    self.remember_login(user, addr)
                 if not plans:
                     continue
             weight = 1
@@ -286,19 +299,82 @@ class Detector:
                     plan, key, ts, weight, m.group(distinct) if distinct >= 0 else None, line, user, source
                 )
                 if fire is not None:
-                    out.append(self._event(plan.rule, fire, log, ts))
+                    st = fire.state
+                    out.append(self._event(plan.rule, fire.count, st.ip, st.user, st.evidence, log, iso_utc(ts)))
 
-    def _event(self, rule: Rule, fire: Fire, log: str, ts: float) -> ThreatEvent:
-        st = fire.state
+    def _count_native(
+        self,
+        cf: CompiledFilter,
+        found: Iterable[tuple[re.Match[str], str]],
+        log: str,
+        ref: float,
+        out: list[ThreatEvent],
+    ) -> None:
+        """:meth:`_count` for a detector whose windows live in the C engine (matches found by ``re``)."""
+        count = self.native.count
+        for m, line in found:
+            fires = count(cf.index, m.groups(), line, ref)
+            if fires:
+                self.native_events(fires, log, out)
+        self.take_native_counts()
+
+    def native_events(self, fires: list[NativeFire], log: str, out: list[ThreatEvent]) -> None:
+        """Events for the windows the C engine fired, appended to ``out`` in order."""
+        rules = self.rules.rules
+        fired = []
+        for index, count, _escalation, ts, user, ip, evidence, iso in fires:
+            rule = rules[index]
+            fired.append(
+                (
+                    rule,
+                    ip or LOCAL_SOURCE,
+                    rule.severity_for(count),
+                    count,
+                    iso or iso_utc(ts),
+                    user[:128] if user else None,
+                    evidence,
+                )
+            )
+        out += self._events.build_many(fired, log[:1024] or None)
+        self.stats.events += len(fired)
+
+    def take_native_counts(self) -> None:
+        """Add the C engine's counters (per pattern, per rule, address outcomes) to this detector's."""
+        branches, rules, bad_ip, allowlisted = self.native.take_counts()
+        for info, n in zip(self._infos, branches, strict=True):
+            info.hits += n
+        for i, n in enumerate(rules):
+            self._rule_hits[i] += n
+        self.stats.bad_ip += bad_ip
+        self.stats.allowlisted += allowlisted
+
+    def remember_login(self, user: str, addr: str) -> None:
+        """A successful login: sudo-style rules keyed by user then know the address (bounded, most recent kept)."""
+        logins = self.logins
+        logins[user] = addr
+        logins.move_to_end(user)
+        if len(logins) > MAX_LOGINS:
+            logins.popitem(last=False)
+
+    def _event(
+        self,
+        rule: Rule,
+        count: int,
+        ip: str | None,
+        user: str | None,
+        evidence: Iterable[str],
+        log: str,
+        ts: str,
+    ) -> ThreatEvent:
         event = self._events.build(
             rule,
-            st.ip or LOCAL_SOURCE,
-            rule.severity_for(fire.count),
-            fire.count,
-            iso_utc(ts),
-            st.user[:128] if st.user else None,
+            ip or LOCAL_SOURCE,
+            rule.severity_for(count),
+            count,
+            ts,
+            user[:128] if user else None,
             log[:1024] or None,
-            st.evidence,
+            evidence,
         )
         self.stats.events += 1
         return event

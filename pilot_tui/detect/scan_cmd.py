@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         rules = load_rules(rules_file=getattr(args, "rules", None))
         detector = Detector(
-            rules, allowlist=list(getattr(args, "allow", None) or []), sensor=getattr(args, "sensor", None)
+            rules,
+            allowlist=list(getattr(args, "allow", None) or []),
+            sensor=getattr(args, "sensor", None),
+            native=True,
         )
     except (RuleError, AddressError, ValueError) as exc:
         print(f"pilot-tui scan: {exc}", file=sys.stderr)
