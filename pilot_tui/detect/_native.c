@@ -30,6 +30,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+#include <sys/random.h>
 #include <math.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -139,7 +140,8 @@ static uint64_t hash_bytes(const char *p, Py_ssize_t n, uint64_t h) {
     }
     if (n) {
         uint64_t w = 0;
-        memcpy(&w, p, (size_t)n);
+        for (Py_ssize_t i = 0; i < n; i++)
+            w |= (uint64_t)(uint8_t)p[i] << (8 * i);
         h = (h ^ w) * k;
     }
     h ^= h >> 29;
@@ -272,6 +274,11 @@ typedef struct {
     double findtime, cooldown, span;
     int64_t maxretry;
     int distinct, by_ip;
+    /* what an event of this rule carries (EventFactory's fast path); trusted: its constant fields validate */
+    int trusted, nsev;
+    PyObject *anomaly, *name, *window_s, *severity;
+    int64_t *sev_at;
+    PyObject **sev_level;
 } Plan;
 
 static void values_free(Lru *v) {
@@ -365,6 +372,12 @@ typedef struct {
     double memo_a, memo_b;
     void *mctx, *jstack;
     int busy; /* a prepare() is matching (match data and JIT stack are in use) */
+    /* events built here: ThreatEvent, its field names, constants; cur_log is the log of the current call */
+    PyObject *ev_type, *ev_fields, *schema, *sensor, *local_source, *empty, *cur_log;
+    int64_t max_count;
+    Py_ssize_t user_chars;
+    uint8_t rand[4096];
+    size_t rand_at;
     char *kbuf; /* scratch for window keys */
     Py_ssize_t kcap;
 } Engine;
@@ -641,8 +654,9 @@ static void sweep(Engine *e, double now) {
     }
 }
 
-/* Tracker.hit: count one line for (rule, key); append a fire tuple to `fires` when an event is due:
- * (rule index, count, escalation, time, user, address, evidence, time as iso_utc or None). */
+static int fire(Engine *e, int pi, int64_t count, int escalation, double ts, State *st, PyObject *fires);
+
+/* Tracker.hit: count one line for (rule, key); report the event to `fires` when one is due (see fire()). */
 static int window_hit(Engine *e, int pi, const char *key, Py_ssize_t kn, double ts, int64_t weight, Slice value,
                       const char *line, Py_ssize_t evn, Slice user, PyObject *ip, PyObject *fires) {
     const Plan *plan = &e->plans[pi];
@@ -781,6 +795,64 @@ static int window_hit(Engine *e, int pi, const char *key, Py_ssize_t kn, double 
         return 0;
     st->fired_count = count;
     st->fired_at = now;
+    return fire(e, pi, count, escalation, ts, st, fires);
+}
+
+/* A random UUID (version 4) in text form, as events.new_event_id makes it; -1 if the OS gives no randomness. */
+static int new_uuid(Engine *e, char out[37]) {
+    if (e->rand_at == 0 || e->rand_at + 16 > sizeof e->rand) {
+        ssize_t got = getrandom(e->rand, sizeof e->rand, 0);
+        if (got != (ssize_t)sizeof e->rand)
+            return -1;
+        e->rand_at = 0;
+    }
+    uint8_t b[16];
+    memcpy(b, e->rand + e->rand_at, 16);
+    e->rand_at += 16;
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = 0;
+    return 0;
+}
+
+/* The ThreatEvent EventFactory.build would return, made as its dataclass __init__ makes it (object.__new__, then
+ * object.__setattr__ per field) — or None when the event is outside the envelope where that holds. */
+static PyObject *event_of(Engine *e, const Plan *plan, int64_t count, PyObject *iso, PyObject *user, PyObject *ip,
+                          PyObject *evidence) {
+    char idb[37];
+    if (!e->ev_type || !plan->trusted || count < 1 || count > e->max_count || iso == Py_None || new_uuid(e, idb) < 0)
+        Py_RETURN_NONE;
+    PyObject *severity = plan->severity;
+    for (int i = 0; i < plan->nsev; i++)
+        if (count >= plan->sev_at[i])
+            severity = plan->sev_level[i];
+    PyObject *id = PyUnicode_FromStringAndSize(idb, 36), *n = PyLong_FromLongLong(count);
+    PyObject *obj = (id && n) ? PyBaseObject_Type.tp_new((PyTypeObject *)e->ev_type, e->empty, NULL) : NULL;
+    if (obj) {
+        PyObject *values[14] = {ip ? ip : e->local_source, plan->anomaly, severity, id, e->schema, e->sensor, Py_None,
+                                iso, plan->name, n, plan->window_s, user, e->cur_log, evidence};
+        for (int i = 0; i < 14; i++)
+            if (PyObject_GenericSetAttr(obj, PyTuple_GET_ITEM(e->ev_fields, i), values[i]) < 0) {
+                Py_CLEAR(obj);
+                break;
+            }
+    }
+    Py_XDECREF(id);
+    Py_XDECREF(n);
+    return obj;
+}
+
+/* Report a fired window: its event, or (outside the envelope) a tuple Python builds the event from:
+ * (rule index, count, escalation, time, user, address, evidence, time as iso_utc or None). */
+static int fire(Engine *e, int pi, int64_t count, int escalation, double ts, State *st, PyObject *fires) {
     PyObject *ev = PyTuple_New(st->evlen);
     if (!ev)
         return -1;
@@ -793,23 +865,22 @@ static int window_hit(Engine *e, int pi, const char *key, Py_ssize_t kn, double 
         }
         PyTuple_SET_ITEM(ev, i, s);
     }
-    PyObject *u = st->user.n ? str_of(st->user.p, st->user.n) : Py_NewRef(Py_None);
-    if (!u) {
-        Py_DECREF(ev);
-        return -1;
+    PyObject *u = st->user.n ? str_of(st->user.p, utf8_prefix(st->user.p, st->user.n, 0, e->user_chars))
+                             : Py_NewRef(Py_None);
+    PyObject *iso = u ? iso_utc(ts) : NULL;
+    PyObject *done = iso ? event_of(e, &e->plans[pi], count, iso, u, st->ip, ev) : NULL;
+    if (done == Py_None) {
+        Py_DECREF(done);
+        done = Py_BuildValue("(iLOdOOOO)", pi, (long long)count, escalation ? Py_True : Py_False, ts, u,
+                             st->ip ? st->ip : Py_None, ev, iso);
     }
-    PyObject *iso = iso_utc(ts);
-    if (!iso) {
-        Py_DECREF(ev);
-        Py_DECREF(u);
+    Py_DECREF(ev);
+    Py_XDECREF(u);
+    Py_XDECREF(iso);
+    if (!done)
         return -1;
-    }
-    PyObject *fire = Py_BuildValue("(iLOdNONN)", pi, (long long)count, escalation ? Py_True : Py_False, ts, u,
-                                   st->ip ? st->ip : Py_None, ev, iso);
-    if (!fire)
-        return -1;
-    int rc = PyList_Append(fires, fire);
-    Py_DECREF(fire);
+    int rc = PyList_Append(fires, done);
+    Py_DECREF(done);
     return rc;
 }
 
@@ -1044,6 +1115,17 @@ static void Engine_dealloc(Engine *e) {
     for (int i = 0; i < e->nfilters; i++)
         filter_clear(&e->f[i]);
     free(e->f);
+    for (int i = 0; e->plans && i < e->nplans; i++) {
+        Plan *p = &e->plans[i];
+        Py_XDECREF(p->anomaly);
+        Py_XDECREF(p->name);
+        Py_XDECREF(p->window_s);
+        Py_XDECREF(p->severity);
+        for (int j = 0; p->sev_level && j < p->nsev; j++)
+            Py_XDECREF(p->sev_level[j]);
+        free(p->sev_at);
+        free(p->sev_level);
+    }
     free(e->plans);
     free(e->branch_hits);
     free(e->rule_hits);
@@ -1072,6 +1154,12 @@ static void Engine_dealloc(Engine *e) {
     Py_XDECREF(e->login);
     Py_XDECREF(e->logins);
     Py_XDECREF(e->ip_hits);
+    Py_XDECREF(e->ev_type);
+    Py_XDECREF(e->ev_fields);
+    Py_XDECREF(e->schema);
+    Py_XDECREF(e->sensor);
+    Py_XDECREF(e->local_source);
+    Py_XDECREF(e->empty);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
@@ -1107,10 +1195,10 @@ static int int_at(PyObject *seq, Py_ssize_t i, int *out) {
 /* Engine(filters, plans, callbacks, limits) — see native.py for the shapes; raises ValueError for a pattern
  * PCRE2 rejects or numbers differently. */
 static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
-    PyObject *filters, *plans, *cb, *lim;
-    static char *kwlist[] = {"filters", "plans", "callbacks", "limits", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!:Engine", kwlist, &PyList_Type, &filters, &PyList_Type,
-                                     &plans, &PyTuple_Type, &cb, &PyTuple_Type, &lim))
+    PyObject *filters, *plans, *cb, *lim, *events = Py_None;
+    static char *kwlist[] = {"filters", "plans", "callbacks", "limits", "events", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!|O:Engine", kwlist, &PyList_Type, &filters, &PyList_Type,
+                                     &plans, &PyTuple_Type, &cb, &PyTuple_Type, &lim, &events))
         return -1;
     if (pcre2_problem) {
         PyErr_SetString(PyExc_RuntimeError, pcre2_problem);
@@ -1164,10 +1252,53 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     for (int i = 0; i < e->nplans; i++) {
         Plan *p = &e->plans[i];
         long long maxretry;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(plans, i), "dddLpp", &p->findtime, &p->cooldown, &p->span, &maxretry,
-                              &p->distinct, &p->by_ip))
+        PyObject *anomaly, *name, *window_s, *severity, *steps;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(plans, i), "dddLpppUUOUO!", &p->findtime, &p->cooldown, &p->span,
+                              &maxretry, &p->distinct, &p->by_ip, &p->trusted, &anomaly, &name, &window_s, &severity,
+                              &PyTuple_Type, &steps))
             return -1;
         p->maxretry = maxretry;
+        p->anomaly = Py_NewRef(anomaly);
+        p->name = Py_NewRef(name);
+        p->window_s = Py_NewRef(window_s);
+        p->severity = Py_NewRef(severity);
+        Py_ssize_t nsev = PyTuple_GET_SIZE(steps);
+        p->sev_at = (int64_t *)calloc((size_t)nsev + 1, sizeof(int64_t));
+        p->sev_level = (PyObject **)calloc((size_t)nsev + 1, sizeof(PyObject *));
+        if (!p->sev_at || !p->sev_level) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < nsev; j++) {
+            long long at;
+            PyObject *level;
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(steps, j), "LU", &at, &level))
+                return -1;
+            p->sev_at[j] = at;
+            p->sev_level[j] = Py_NewRef(level);
+            p->nsev = (int)j + 1;
+        }
+    }
+    e->empty = PyTuple_New(0);
+    if (!e->empty)
+        return -1;
+    if (events != Py_None) {
+        PyObject *type, *fields, *schema, *sensor, *local;
+        long long max_count, user_chars;
+        if (!PyArg_ParseTuple(events, "O!O!UOULL", &PyType_Type, &type, &PyTuple_Type, &fields, &schema, &sensor,
+                              &local, &max_count, &user_chars))
+            return -1;
+        if (PyTuple_GET_SIZE(fields) != 14) {
+            PyErr_SetString(PyExc_ValueError, "events: 14 field names expected");
+            return -1;
+        }
+        e->ev_type = Py_NewRef(type);
+        e->ev_fields = Py_NewRef(fields);
+        e->schema = Py_NewRef(schema);
+        e->sensor = Py_NewRef(sensor);
+        e->local_source = Py_NewRef(local);
+        e->max_count = max_count;
+        e->user_chars = (Py_ssize_t)user_chars;
     }
     e->mctx = P2.mctx_create(NULL);
     e->jstack = P2.jstack_create(32 * 1024, 8 * 1024 * 1024, NULL);
@@ -1475,7 +1606,7 @@ static PyObject *Engine_prepare(Engine *e, PyObject *args) {
 static PyObject *Engine_count_found(Engine *e, PyObject *args) {
     Found *fd;
     double ref;
-    if (!engine_ready(e) || !PyArg_ParseTuple(args, "O!d:count_found", &FoundType, &fd, &ref))
+    if (!engine_ready(e) || !PyArg_ParseTuple(args, "O!dO:count_found", &FoundType, &fd, &ref, &e->cur_log))
         return NULL;
     if (fd->owner != e || !fd->lines_of) {
         PyErr_SetString(PyExc_ValueError, "this Found is another engine's or was counted already");
@@ -1534,26 +1665,26 @@ done:
 /* scan(buffer, ref) -> (lines, matched_lines, fires), or None when Python must scan this chunk: prepare() and
  * count_found() in one call. */
 static PyObject *Engine_scan(Engine *e, PyObject *args) {
-    PyObject *buffer;
+    PyObject *buffer, *log;
     double ref;
-    if (!PyArg_ParseTuple(args, "Od:scan", &buffer, &ref))
+    if (!PyArg_ParseTuple(args, "OdO:scan", &buffer, &ref, &log))
         return NULL;
     PyObject *fd = PyObject_CallMethod((PyObject *)e, "prepare", "O", buffer);
     if (!fd || fd == Py_None)
         return fd;
-    PyObject *r = PyObject_CallMethod((PyObject *)e, "count_found", "Od", fd, ref);
+    PyObject *r = PyObject_CallMethod((PyObject *)e, "count_found", "OdO", fd, ref, log);
     Py_DECREF(fd);
     return r;
 }
 
-/* count(filter, groups, line, ref) -> fires: one match found by Python's re (groups = match.groups()). */
+/* count(filter, groups, line, ref, log) -> fires: one match found by Python's re (groups = match.groups()). */
 static PyObject *Engine_count(Engine *e, PyObject *args) {
     int fi;
     PyObject *groups, *line;
     double ref;
     if (!engine_ready(e))
         return NULL;
-    if (!PyArg_ParseTuple(args, "iO!Ud:count", &fi, &PyTuple_Type, &groups, &line, &ref))
+    if (!PyArg_ParseTuple(args, "iO!UdO:count", &fi, &PyTuple_Type, &groups, &line, &ref, &e->cur_log))
         return NULL;
     if (fi < 0 || fi >= e->nfilters) {
         PyErr_SetString(PyExc_IndexError, "filter index out of range");
@@ -1631,12 +1762,12 @@ static PyObject *Engine_get_evicted(Engine *e, void *Py_UNUSED(c)) { return PyLo
 
 static PyMethodDef Engine_methods[] = {
     {"scan", (PyCFunction)Engine_scan, METH_VARARGS,
-     "scan(buffer, ref) -> (lines, matched_lines, fires) or None if Python must scan this chunk"},
+     "scan(buffer, ref, log) -> (lines, matched_lines, fires) or None if Python must scan this chunk"},
     {"prepare", (PyCFunction)Engine_prepare, METH_VARARGS,
      "prepare(buffer) -> Found (the chunk matched, GIL released) or None if Python must scan this chunk"},
     {"count_found", (PyCFunction)Engine_count_found, METH_VARARGS,
-     "count_found(found, ref) -> (lines, matched_lines, fires)"},
-    {"count", (PyCFunction)Engine_count, METH_VARARGS, "count(filter, groups, line, ref) -> fires"},
+     "count_found(found, ref, log) -> (lines, matched_lines, fires)"},
+    {"count", (PyCFunction)Engine_count, METH_VARARGS, "count(filter, groups, line, ref, log) -> fires"},
     {"take_counts", (PyCFunction)Engine_take_counts, METH_NOARGS,
      "take_counts() -> (branch hits, rule hits, bad_ip, allowlisted) since the last call"},
     {NULL, NULL, 0, NULL}};

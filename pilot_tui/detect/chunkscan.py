@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import queue
+import threading
 import re
 import time
 from collections import Counter
@@ -266,13 +268,71 @@ class _Scan:
             self.matched, self.last_line = matched, last_line
 
 
-def scan_raw(detector: Detector, piece: bytes | memoryview, log: str, ref: float, out: list[ThreatEvent]) -> int:
+def matched_ahead(native: Any, stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[bytes, Any]]:
+    """``(chunk, found)`` pairs: each raw chunk with the C engine's matches (``None``: Python must scan it), read and
+    matched one chunk ahead by a helper thread.
+
+    Reading, gunzipping and running the filters' regexes need no GIL (``Engine.prepare`` releases it), so on a
+    machine with two cores they overlap the counting of the previous chunk, which holds the GIL. At most two
+    chunks wait. A read error is raised here, in the caller's thread; the helper stops when the caller stops.
+    """
+    ready: queue.Queue[tuple[bytes, Any] | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for piece in iter_raw_chunks(stream, chunk_size):
+                data = bytes(piece)  # the reader reuses its buffer: this chunk must outlive the next read
+                item = (data, native.prepare(data))
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(None)
+        except BaseException as exc:  # handed to the caller, who raises it
+            ready.put(exc)
+
+    helper = threading.Thread(target=work, name="scan-reader", daemon=True)
+    helper.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        helper.join()
+
+
+def scan_found(detector: Detector, piece: bytes, found: Any, log: str, ref: float, out: list[ThreatEvent]) -> int:
+    """Count a chunk the C engine matched (``found``), or scan it in Python when it refused (``None``); like
+    :func:`scan_raw`, returns the chunk's lines."""
+    if found is None:
+        return scan_raw(detector, piece, log, ref, out, native=False)
+    lines, matched, fires = detector.native.count_found(found, ref, log[:1024] or None)
+    if fires:
+        detector.native_events(fires, log, out)
+    detector.take_native_counts()
+    detector.stats.lines += lines
+    detector.stats.matched_lines += matched
+    return lines
+
+
+def scan_raw(
+    detector: Detector, piece: bytes | memoryview, log: str, ref: float, out: list[ThreatEvent], native: bool = True
+) -> int:
     """Scan one raw chunk (whole lines, undecoded): with the C engine when the detector has one and the chunk suits
     it, else decoded and by :func:`scan_chunk`. Counts the chunk's lines and matched lines in ``detector.stats``
-    and returns the number of lines."""
-    native = detector.native
-    if native is not None:
-        done = native.scan(piece, ref)
+    and returns the number of lines. ``native=False``: the C engine already refused this chunk."""
+    if native and detector.native is not None:
+        done = detector.native.scan(piece, ref, log[:1024] or None)
         if done is not None:
             lines, matched, fires = done
             if fires:
@@ -326,9 +386,14 @@ def scan_files(
         t0 = time.perf_counter()
         ref = reference if reference is not None else os.path.getmtime(path)
         with open_log(path) as stream:
-            for piece in iter_raw_chunks(stream, chunk_size):
-                fstats.lines += scan_raw(detector, piece, str(path), ref, report.events)
-                fstats.bytes += len(piece)
+            if detector.native is None:
+                for piece in iter_raw_chunks(stream, chunk_size):
+                    fstats.lines += scan_raw(detector, piece, str(path), ref, report.events)
+                    fstats.bytes += len(piece)
+            else:
+                for piece, found in matched_ahead(detector.native, stream, chunk_size):
+                    fstats.lines += scan_found(detector, piece, found, str(path), ref, report.events)
+                    fstats.bytes += len(piece)
         fstats.seconds = time.perf_counter() - t0
         report.files.append(fstats)
     report.seconds = time.perf_counter() - began

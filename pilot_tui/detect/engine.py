@@ -32,6 +32,7 @@ from .addr import AddressBook
 from .events import EventFactory
 from .rules import FilterSpec, Rule, RuleSet
 from .timeparse import FUTURE_SLACK, SECONDS, LineClock, iso_utc
+from .native import LOCAL_SOURCE
 from .native import Fire as NativeFire
 from .native import build as build_native
 from .window import DEFAULT_MAX_KEYS, RulePlan, Tracker
@@ -39,8 +40,6 @@ from .window import DEFAULT_MAX_KEYS, RulePlan, Tracker
 MAX_REPEAT = 100_000
 """Cap on one line's weight ("message repeated N times", a ``count`` group): N is text an attacker may shape."""
 
-LOCAL_SOURCE = "127.0.0.1"
-"""Source address of a user-keyed event (sudo) when the user's SSH login address is unknown."""
 
 MAX_LOGINS = 10_000
 
@@ -164,7 +163,7 @@ class Detector:
         self.logins: OrderedDict[str, str] = OrderedDict()
         self._addr_cache = self.addresses._cache  # read directly on the hot path; resolve() fills it
         self._rule_hits = [0] * len(rules.rules)
-        self._events = EventFactory(sensor, rules.rules)
+        self.event_factory = EventFactory(sensor, rules.rules)
         self.plans = [RulePlan(i, r) for i, r in enumerate(rules.rules)]
         self.filters: tuple[CompiledFilter, ...] = tuple(
             CompiledFilter(spec, [p for p in self.plans if p.rule.filter == spec.name], i)
@@ -312,31 +311,24 @@ class Detector:
     ) -> None:
         """:meth:`_count` for a detector whose windows live in the C engine (matches found by ``re``)."""
         count = self.native.count
+        short_log = log[:1024] or None
         for m, line in found:
-            fires = count(cf.index, m.groups(), line, ref)
+            fires = count(cf.index, m.groups(), line, ref, short_log)
             if fires:
                 self.native_events(fires, log, out)
         self.take_native_counts()
 
-    def native_events(self, fires: list[NativeFire], log: str, out: list[ThreatEvent]) -> None:
-        """Events for the windows the C engine fired, appended to ``out`` in order."""
+    def native_events(self, fires: list[ThreatEvent | NativeFire], log: str, out: list[ThreatEvent]) -> None:
+        """The events of the windows the C engine fired, appended to ``out`` in order: most it built itself (see
+        :mod:`.native`); a tuple is one outside that envelope, built here."""
         rules = self.rules.rules
-        fired = []
-        for index, count, _escalation, ts, user, ip, evidence, iso in fires:
-            rule = rules[index]
-            fired.append(
-                (
-                    rule,
-                    ip or LOCAL_SOURCE,
-                    rule.severity_for(count),
-                    count,
-                    iso or iso_utc(ts),
-                    user[:128] if user else None,
-                    evidence,
-                )
-            )
-        out += self._events.build_many(fired, log[:1024] or None)
-        self.stats.events += len(fired)
+        for fired in fires:
+            if type(fired) is not tuple:
+                out.append(fired)  # type: ignore[arg-type]
+                self.stats.events += 1
+                continue
+            index, count, _escalation, ts, user, ip, evidence, iso = fired
+            out.append(self._event(rules[index], count, ip, user, evidence, log, iso or iso_utc(ts)))
 
     def take_native_counts(self) -> None:
         """Add the C engine's counters (per pattern, per rule, address outcomes) to this detector's."""
@@ -366,7 +358,7 @@ class Detector:
         log: str,
         ts: str,
     ) -> ThreatEvent:
-        event = self._events.build(
+        event = self.event_factory.build(
             rule,
             ip or LOCAL_SOURCE,
             rule.severity_for(count),

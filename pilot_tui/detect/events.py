@@ -55,10 +55,6 @@ def new_event_id() -> str:
     return _uuid4(urandom(16).hex(), 0)
 
 
-def _digits3(text: str) -> bool:
-    return text.isascii() and text.isdecimal()
-
-
 def _uuid4(h: str, at: int) -> str:
     """The UUID-4 text of the 32 hex digits of ``h`` from ``at`` (version and variant set as :func:`new_event_id`
     documents)."""
@@ -117,58 +113,6 @@ class EventFactory:
             ts=ts,
             event_id=event_id,
         )
-
-    def build_many(
-        self, fired: list[tuple[Rule, str, str, int, str, str | None, tuple[str, ...]]], log: str | None
-    ) -> list[ThreatEvent]:
-        """:meth:`build` for many events of one log at once — ``(rule, source_ip, severity, count, ts, user,
-        evidence)`` each — as the scanner's fired windows arrive: the same checks, one ``urandom`` call for all ids."""
-        out: list[ThreatEvent] = []
-        rand = urandom(16 * len(fired)).hex()
-        # the checks of _fits, hoisted: the log is one for all, each rule and timestamp second is checked once
-        log_ok = log is None or (type(log) is str and 0 < len(log) <= MAX_LOG_CHARS)
-        trusted, heads, addresses = self._trusted, self._heads, self._addresses
-        sensor = self.sensor
-        for i, (rule, source_ip, severity, count, ts, user, lines) in enumerate(fired):
-            if (
-                log_ok
-                and (trusted.get(id(rule)) or (id(rule) not in trusted and self._check_rule(rule)))
-                and type(count) is int
-                and 1 <= count <= MAX_COUNT
-                and type(severity) is str
-                and severity in SEVERITY_RANK
-                and type(ts) is str
-                and len(ts) == _TS_LEN
-                and (ts[:20] in heads and ts[23] == "Z" and _digits3(ts[20:23]) or self._ts_ok(ts))
-                and type(source_ip) is str
-                and (source_ip in addresses or self._canonical(source_ip))
-                and (user is None or (type(user) is str and 0 < len(user) <= MAX_USER_CHARS))
-                and type(lines) is tuple
-                and len(lines) <= MAX_EVIDENCE_LINES
-                and all(map(isinstance, lines, repeat(str)))
-                and (not lines or max(map(len, lines)) <= MAX_EVIDENCE_LINE_CHARS)
-            ):
-                out.append(
-                    ThreatEvent(
-                        source_ip,
-                        rule.anomaly,
-                        severity,
-                        _uuid4(rand, 32 * i),
-                        SCHEMA,
-                        sensor,
-                        None,
-                        ts,
-                        rule.name,
-                        count,
-                        rule.findtime,
-                        user,
-                        log,
-                        lines,
-                    )
-                )
-            else:
-                out.append(self.build(rule, source_ip, severity, count, ts, user, log, lines))
-        return out
 
     def _fits(
         self,
@@ -229,6 +173,11 @@ class EventFactory:
             log,
             lines,
         )
+
+    def trusts(self, rule: Rule) -> bool:
+        """Whether ``rule``'s constant fields (and the sensor) validate, so its events may take the fast path."""
+        trusted = self._trusted.get(id(rule))
+        return self._check_rule(rule) if trusted is None else trusted
 
     def _check_rule(self, rule: Rule) -> bool:
         """Whether ``rule``'s constant fields (and the sensor) pass ``make_event``; remembered per rule."""

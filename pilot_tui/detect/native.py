@@ -15,10 +15,13 @@ A refusal is never an error: the detector then runs on the pure Python path, whi
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from pilot_tui.model import MAX_EVIDENCE_LINE_CHARS, MAX_EVIDENCE_LINES
+from pilot_tui.model import MAX_EVIDENCE_LINE_CHARS, MAX_EVIDENCE_LINES, SCHEMA, SEVERITY_RANK, ThreatEvent
 
+from .events import MAX_COUNT, MAX_USER_CHARS
+from .rules import Rule
 from .timeparse import FUTURE_SLACK
 from .window import MAX_DISTINCT, SWEEP_EVERY
 
@@ -36,6 +39,27 @@ else:
 _RISKY_ESCAPE_RE = re.compile(r"\\(?:[ZvNuU]|[1-9])")
 _RISKY_TEXT = ("{,", "[:", "[=", "[.")
 _RISKY_FLAGS_RE = re.compile(r"\(\?[a-zA-Z-]*[xaLu]")
+
+EVENT_FIELDS = (
+    "source_ip",
+    "anomaly",
+    "severity",
+    "id",
+    "schema",
+    "sensor",
+    "seq",
+    "ts",
+    "rule",
+    "count",
+    "window_s",
+    "user",
+    "log",
+    "evidence",
+)
+"""The order the C engine fills a ThreatEvent's fields in; if the model ever differs, C builds no events."""
+
+LOCAL_SOURCE = "127.0.0.1"
+"""Source address of a user-keyed event (sudo) when the user's SSH login address is unknown."""
 
 Fire = tuple[int, int, bool, float, "str | None", "str | None", tuple[str, ...], "str | None"]
 """What the C engine reports for a fired window: (rule index, count, escalation, time, user, address, evidence,
@@ -61,6 +85,10 @@ def pattern_problem(pattern: str) -> str | None:
     if found:
         return f"pattern sets flags {found.group()}"
     return None
+
+
+def levels(rule: Rule) -> tuple[str, ...]:
+    return tuple(level for _, level in rule.severity_at)
 
 
 def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int) -> tuple[Any, str | None]:
@@ -95,10 +123,27 @@ def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int
                 branches,
             )
         )
+    factory = detector.event_factory
     plans = [
-        (float(p.findtime), float(p.cooldown), float(p.span), int(p.maxretry), p.distinct, p.by_ip)
+        (
+            float(p.findtime),
+            float(p.cooldown),
+            float(p.span),
+            int(p.maxretry),
+            p.distinct,
+            p.by_ip,
+            # events of this rule may be built in C: what EventFactory.build's fast path requires of a rule
+            factory.trusts(p.rule) and all(level in SEVERITY_RANK for level in (p.rule.severity, *levels(p.rule))),
+            p.rule.anomaly,
+            p.rule.name,
+            p.rule.findtime,
+            p.rule.severity,
+            tuple(p.rule.severity_at),
+        )
         for p in detector.plans
     ]
+    names = tuple(f.name for f in fields(ThreatEvent))
+    events = (ThreatEvent, names, SCHEMA, detector.sensor, LOCAL_SOURCE, MAX_COUNT, MAX_USER_CHARS)
     callbacks = (
         detector.addresses.resolve,
         detector.clock.line_time,
@@ -118,7 +163,7 @@ def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int
         FUTURE_SLACK,
     )
     try:
-        return _native.Engine(filters, plans, callbacks, limits), None
+        return _native.Engine(filters, plans, callbacks, limits, events if names == EVENT_FIELDS else None), None
     except ValueError as exc:  # PCRE2 rejects a pattern or numbers its groups differently
         return None, str(exc)
 
