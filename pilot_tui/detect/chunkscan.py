@@ -24,8 +24,8 @@ from __future__ import annotations
 import gzip
 import os
 import queue
-import threading
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator

@@ -30,11 +30,11 @@ from pilot_tui.model import ThreatEvent, ValidationError, make_event
 
 from .addr import AddressBook
 from .events import EventFactory
-from .rules import FilterSpec, Rule, RuleSet
-from .timeparse import FUTURE_SLACK, SECONDS, LineClock, iso_utc
 from .native import LOCAL_SOURCE
 from .native import Fire as NativeFire
 from .native import build as build_native
+from .rules import FilterSpec, Rule, RuleSet
+from .timeparse import FUTURE_SLACK, SECONDS, LineClock, iso_utc
 from .window import DEFAULT_MAX_KEYS, RulePlan, Tracker
 
 MAX_REPEAT = 100_000
