@@ -345,6 +345,7 @@ typedef struct Addr {
     PyObject *addr, *key; /* canonical address and window key (str) */
     const char *kb;
     Py_ssize_t kl;
+    uint64_t kh; /* hash of the window key */
     int64_t pending; /* hits not yet added to ip_hits */
 } Addr;
 
@@ -362,7 +363,9 @@ typedef struct {
     Lru addrs;
     Addr **pending;
     size_t npending, cpending;
-    PyObject *resolve, *line_time, *minutes, *login, *logins, *ip_hits;
+    PyObject *resolve, *line_time, *minutes, *login, *logins, *ip_hits, *clock;
+    int ref_year; /* the local year of the current call's reference time (0: unknown) */
+    Py_ssize_t minute_cache_max;
     int ev_lines;
     Py_ssize_t ev_chars;
     int64_t max_distinct, sweep_every, max_repeat, max_ip_counts, addr_cache_max;
@@ -471,6 +474,8 @@ static Addr *addr_of(Engine *e, const char *p, Py_ssize_t n) {
         a->addr = Py_NewRef(PyTuple_GET_ITEM(res, 0));
         a->key = Py_NewRef(PyTuple_GET_ITEM(res, 1));
         a->kb = PyUnicode_AsUTF8AndSize(a->key, &a->kl);
+        if (a->kb)
+            a->kh = hash_bytes(a->kb, a->kl, 0);
         if (!a->kb) {
             Py_DECREF(res);
             Py_DECREF(a->addr);
@@ -546,6 +551,155 @@ static Py_ssize_t utf8_prefix(const char *p, Py_ssize_t n, int ascii, Py_ssize_t
     return i;
 }
 
+/* ---- syslog minutes: what timeparse._syslog_pair computes, for the canonical "Mon DD HH:MM" shape ------------
+ * datetime(y, mo, d, h, mi).timestamp() for a naive datetime is CPython's local_to_seconds() (fold 0) minus the
+ * epoch; this is that code (Modules/_datetimemodule.c), on the same localtime_r, so the floats are the same. */
+
+static const int days_before_month_tab[] = {0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+static const int days_in_month_tab[] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+#define EPOCH_SECONDS (719163LL * 24 * 60 * 60)
+
+static int is_leap(int y) { return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0); }
+
+static int days_in_month(int y, int m) { return m == 2 && is_leap(y) ? 29 : days_in_month_tab[m]; }
+
+static long long utc_to_seconds(int y, int mo, int d, int h, int mi, int s) {
+    long long py = y - 1;
+    long long ordinal = py * 365 + py / 4 - py / 100 + py / 400 + days_before_month_tab[mo] + (mo > 2 && is_leap(y)) + d;
+    return ((ordinal * 24 + h) * 60 + mi) * 60 + s;
+}
+
+/* 0 and *out, or -1 where CPython would raise (Python is then asked instead) */
+static int local_of(long long u, long long *out) {
+    struct tm tm;
+    time_t t = (time_t)(u - EPOCH_SECONDS);
+    if ((long long)t != u - EPOCH_SECONDS || !localtime_r(&t, &tm))
+        return -1;
+    int y = tm.tm_year + 1900;
+    if (y < 1 || y > 9999)
+        return -1;
+    *out = utc_to_seconds(y, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return 0;
+}
+
+static int local_to_seconds(int y, int mo, int d, int h, int mi, long long *out) {
+    long long t = utc_to_seconds(y, mo, d, h, mi, 0), lt, a, b, u1, u2, t1, t2;
+    if (local_of(t, &lt) < 0)
+        return -1;
+    a = lt - t;
+    u1 = t - a;
+    if (local_of(u1, &t1) < 0)
+        return -1;
+    if (t1 == t) {
+        u2 = u1 - 24 * 3600;
+        if (local_of(u2, &lt) < 0)
+            return -1;
+        b = lt - u2;
+        if (a == b) {
+            *out = u1;
+            return 0;
+        }
+    } else {
+        b = t1 - u1;
+    }
+    u2 = t - b;
+    if (local_of(u2, &t2) < 0)
+        return -1;
+    *out = t2 == t ? u2 : t1 == t ? u1 : (u1 > u2 ? u1 : u2);
+    return 0;
+}
+
+/* One year of _syslog_pair: 1 and *ts, 0 where datetime() raises ValueError, -1 where Python must decide. */
+static int minute_in(int y, int mo, int d, int h, int mi, double *ts) {
+    long long sec;
+    int shift = 0;
+    if (y < 1 || y > 9999 || h > 23 || mi > 59)
+        return 0;
+    if (d < 1 || d > days_in_month(y, mo)) { /* Feb 29 in a common year: the day before, plus a day */
+        d -= 1;
+        shift = 86400;
+        if (d < 1 || d > days_in_month(y, mo))
+            return 0;
+    }
+    if (local_to_seconds(y, mo, d, h, mi, &sec) < 0)
+        return -1;
+    *ts = (double)(sec - EPOCH_SECONDS) + shift;
+    return 1;
+}
+
+static const char *month_names = "JanFebMarAprMayJunJulAugSepOctNovDec";
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* _syslog_pair(key + ":00", year) for a 12-byte key: 1 and the pair, 0 for None, -1 where Python must decide. */
+static int syslog_pair(const char *k, int year, double *a, double *b) {
+    int mo = 0;
+    for (int i = 0; i < 12 && !mo; i++)
+        if (memcmp(k, month_names + 3 * i, 3) == 0)
+            mo = i + 1;
+    if (!mo || k[3] != ' ' || !(k[4] == ' ' || is_digit(k[4])) || !is_digit(k[5]) || k[6] != ' ' || !is_digit(k[7]) ||
+        !is_digit(k[8]) || k[9] != ':' || !is_digit(k[10]) || !is_digit(k[11]))
+        return -1;
+    int d = (k[4] == ' ' ? 0 : k[4] - '0') * 10 + k[5] - '0', h = (k[7] - '0') * 10 + k[8] - '0',
+        mi = (k[10] - '0') * 10 + k[11] - '0';
+    int r = minute_in(year, mo, d, h, mi, a);
+    if (r <= 0)
+        return r;
+    return minute_in(year - 1, mo, d, h, mi, b);
+}
+
+static PyObject *py_syslog_pair(PyObject *Py_UNUSED(m), PyObject *args) {
+    const char *k;
+    Py_ssize_t n;
+    int year;
+    double a, b;
+    if (!PyArg_ParseTuple(args, "y#i:syslog_pair", &k, &n, &year))
+        return NULL;
+    if (n != 12) {
+        PyErr_SetString(PyExc_ValueError, "a 12-byte key");
+        return NULL;
+    }
+    int r = syslog_pair(k, year, &a, &b);
+    if (r < 0)
+        return PyUnicode_FromString("python");
+    if (r == 0)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(dd)", a, b);
+}
+
+/* A minute LineClock.minutes lacks: computed and stored here as LineClock._syslog_time would (same year, same
+ * cache) when the clock's year is the reference's and the cache has room — 1 (memo set), 2 (stored None) —
+ * else 0: Python's line_time() decides (it also clears the cache when the year changes). */
+static int new_minute(Engine *e, const char *line, double ref) {
+    if (e->ref_year <= 0 || PyDict_GET_SIZE(e->minutes) >= e->minute_cache_max)
+        return 0;
+    PyObject *yo = PyObject_GetAttrString(e->clock, "_year");
+    if (!yo)
+        return -1;
+    long cy = PyLong_AsLong(yo);
+    Py_DECREF(yo);
+    if (cy == -1 && PyErr_Occurred())
+        return -1;
+    double a, b;
+    int r = cy == e->ref_year ? syslog_pair(line, e->ref_year, &a, &b) : -1;
+    if (r < 0)
+        return 0;
+    PyObject *key = PyUnicode_FromStringAndSize(line, 12);
+    PyObject *val = r ? Py_BuildValue("(dd)", a, b) : Py_NewRef(Py_None);
+    int rc = key && val ? PyDict_SetItem(e->minutes, key, val) : -1;
+    Py_XDECREF(key);
+    Py_XDECREF(val);
+    if (rc < 0)
+        return -1;
+    if (!r)
+        return 2;
+    memcpy(e->memo_key, line, 12);
+    e->memo_a = a;
+    e->memo_b = b;
+    e->memo_valid = 1;
+    return 1;
+}
+
 /* The time of a line, as Detector._count finds it (LineClock.minutes first, line_time() otherwise). */
 static int line_time(Engine *e, const char *line, Py_ssize_t n, int ascii, PyObject *line_obj, double ref,
                      double *ts) {
@@ -570,6 +724,15 @@ static int line_time(Engine *e, const char *line, Py_ssize_t n, int ascii, PyObj
                     e->memo_a = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 0));
                     e->memo_b = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1));
                     e->memo_valid = have = 1;
+                } else if (!pair) {
+                    int r = new_minute(e, line, ref);
+                    if (r < 0)
+                        return -1;
+                    if (r == 2) { /* LineClock would find None for this minute: the line has no time */
+                        *ts = ref;
+                        return 0;
+                    }
+                    have = r;
                 }
             }
             if (have && line[13] >= '0' && line[13] <= '9' && line[14] >= '0' && line[14] <= '9') {
@@ -620,6 +783,13 @@ static PyObject *iso_utc(double ts) {
     return PyUnicode_FromString(out);
 }
 
+static PyObject *py_iso_utc(PyObject *Py_UNUSED(m), PyObject *args) {
+    double ts;
+    if (!PyArg_ParseTuple(args, "d:iso_utc", &ts))
+        return NULL;
+    return iso_utc(ts);
+}
+
 static State *state_new(Engine *e, const Plan *plan, uint64_t h, const char *k, Py_ssize_t n) {
     State *st = (State *)node_new(sizeof(State), h, k, n);
     if (!st)
@@ -657,7 +827,7 @@ static void sweep(Engine *e, double now) {
 static int fire(Engine *e, int pi, int64_t count, int escalation, double ts, State *st, PyObject *fires);
 
 /* Tracker.hit: count one line for (rule, key); report the event to `fires` when one is due (see fire()). */
-static int window_hit(Engine *e, int pi, const char *key, Py_ssize_t kn, double ts, int64_t weight, Slice value,
+static int window_hit(Engine *e, int pi, const char *key, Py_ssize_t kn, uint64_t kh, double ts, int64_t weight, Slice value,
                       const char *line, Py_ssize_t evn, Slice user, PyObject *ip, PyObject *fires) {
     const Plan *plan = &e->plans[pi];
     if (kn + 4 > e->kcap) {
@@ -672,7 +842,8 @@ static int window_hit(Engine *e, int pi, const char *key, Py_ssize_t kn, double 
     }
     memcpy(e->kbuf, &pi, 4);
     memcpy(e->kbuf + 4, key, (size_t)kn);
-    uint64_t h = hash_bytes(e->kbuf, kn + 4, 7);
+    uint64_t h = (kh ^ ((uint64_t)pi + 1) * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL; /* key hash + rule */
+    h ^= h >> 31;
     State *st = (State *)lru_find(&e->states, h, e->kbuf, kn + 4);
     if (!st || st->expires < ts) {
         if (st) { /* window and cooldown both over: start afresh */
@@ -963,23 +1134,32 @@ static int count_one(Engine *e, const Filter *f, const Slice *g, int ng, const c
     }
     Py_ssize_t evn = utf8_prefix(line, llen, ascii, e->ev_chars);
     PyObject *user_obj = NULL; /* made only for a user-keyed rule without an address */
+    uint64_t user_hash = 0;
+    int user_hashed = 0;
     int rc = 0;
     for (int r = 0; r < b->nrules && rc == 0; r++) {
         int pi = b->plan[r];
         const char *key;
         Py_ssize_t kn;
+        uint64_t kh;
         PyObject *source;
         if (e->plans[pi].by_ip) {
             if (!addr)
                 continue;
             key = addr->kb;
             kn = addr->kl;
+            kh = addr->kh;
             source = addr->addr;
         } else {
             if (!has_user)
                 continue;
             key = user.p;
             kn = user.n;
+            if (!user_hashed) {
+                user_hash = hash_bytes(user.p, user.n, 0);
+                user_hashed = 1;
+            }
+            kh = user_hash;
             if (addr) {
                 source = addr->addr;
             } else {
@@ -995,7 +1175,7 @@ static int count_one(Engine *e, const Filter *f, const Slice *g, int ng, const c
         e->rule_hits[pi]++;
         int dg = b->distinct[r];
         Slice value = (dg >= 0 && dg < ng) ? g[dg] : (Slice){NULL, 0};
-        rc = window_hit(e, pi, key, kn, ts, weight, value, line, evn, user, source, fires);
+        rc = window_hit(e, pi, key, kn, kh, ts, weight, value, line, evn, user, source, fires);
     }
     Py_XDECREF(user_obj);
     return rc;
@@ -1154,6 +1334,7 @@ static void Engine_dealloc(Engine *e) {
     Py_XDECREF(e->login);
     Py_XDECREF(e->logins);
     Py_XDECREF(e->ip_hits);
+    Py_XDECREF(e->clock);
     Py_XDECREF(e->ev_type);
     Py_XDECREF(e->ev_fields);
     Py_XDECREF(e->schema);
@@ -1210,9 +1391,11 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     }
     long long lv[8];
     double slack;
-    PyObject *c[6];
-    if (!PyArg_ParseTuple(cb, "OOOOOO", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]))
+    PyObject *c[7];
+    long long cache_max;
+    if (!PyArg_ParseTuple(cb, "OOOOOOO", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6]))
         return -1;
+    e->clock = Py_NewRef(c[6]);
     e->resolve = Py_NewRef(c[0]);
     e->line_time = Py_NewRef(c[1]);
     e->minutes = Py_NewRef(c[2]);
@@ -1223,8 +1406,10 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_TypeError, "minutes, logins and ip_hits must be dicts");
         return -1;
     }
-    if (!PyArg_ParseTuple(lim, "LLLLLLLd", &lv[0], &lv[1], &lv[2], &lv[3], &lv[4], &lv[5], &lv[6], &slack))
+    if (!PyArg_ParseTuple(lim, "LLLLLLLdL", &lv[0], &lv[1], &lv[2], &lv[3], &lv[4], &lv[5], &lv[6], &slack,
+                          &cache_max))
         return -1;
+    e->minute_cache_max = (Py_ssize_t)cache_max;
     e->max_keys = lv[0];
     e->ev_lines = (int)lv[1];
     e->ev_chars = (Py_ssize_t)lv[2];
@@ -1606,7 +1791,9 @@ static PyObject *Engine_prepare(Engine *e, PyObject *args) {
 static PyObject *Engine_count_found(Engine *e, PyObject *args) {
     Found *fd;
     double ref;
-    if (!engine_ready(e) || !PyArg_ParseTuple(args, "O!dO:count_found", &FoundType, &fd, &ref, &e->cur_log))
+    e->ref_year = 0;
+    if (!engine_ready(e) ||
+        !PyArg_ParseTuple(args, "O!dO|i:count_found", &FoundType, &fd, &ref, &e->cur_log, &e->ref_year))
         return NULL;
     if (fd->owner != e || !fd->lines_of) {
         PyErr_SetString(PyExc_ValueError, "this Found is another engine's or was counted already");
@@ -1667,12 +1854,13 @@ done:
 static PyObject *Engine_scan(Engine *e, PyObject *args) {
     PyObject *buffer, *log;
     double ref;
-    if (!PyArg_ParseTuple(args, "OdO:scan", &buffer, &ref, &log))
+    int ref_year = 0;
+    if (!PyArg_ParseTuple(args, "OdO|i:scan", &buffer, &ref, &log, &ref_year))
         return NULL;
     PyObject *fd = PyObject_CallMethod((PyObject *)e, "prepare", "O", buffer);
     if (!fd || fd == Py_None)
         return fd;
-    PyObject *r = PyObject_CallMethod((PyObject *)e, "count_found", "OdO", fd, ref, log);
+    PyObject *r = PyObject_CallMethod((PyObject *)e, "count_found", "OdOi", fd, ref, log, ref_year);
     Py_DECREF(fd);
     return r;
 }
@@ -1684,7 +1872,9 @@ static PyObject *Engine_count(Engine *e, PyObject *args) {
     double ref;
     if (!engine_ready(e))
         return NULL;
-    if (!PyArg_ParseTuple(args, "iO!UdO:count", &fi, &PyTuple_Type, &groups, &line, &ref, &e->cur_log))
+    e->ref_year = 0;
+    if (!PyArg_ParseTuple(args, "iO!UdO|i:count", &fi, &PyTuple_Type, &groups, &line, &ref, &e->cur_log,
+                          &e->ref_year))
         return NULL;
     if (fi < 0 || fi >= e->nfilters) {
         PyErr_SetString(PyExc_IndexError, "filter index out of range");
@@ -1791,7 +1981,13 @@ static PyTypeObject EngineType = {
     .tp_new = PyType_GenericNew,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_native",
+static PyMethodDef module_methods[] = {
+    {"syslog_pair", py_syslog_pair, METH_VARARGS,
+     "syslog_pair(key12, year) -> (this year, year before) | None | 'python' (see timeparse._syslog_pair)"},
+    {"iso_utc", py_iso_utc, METH_VARARGS, "iso_utc(ts) -> str | None (see timeparse.iso_utc)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_native", .m_methods = module_methods,
                                     .m_doc = "C hot path of pilot-tui's scanner (PCRE2 through dlopen).",
                                     .m_size = -1};
 

@@ -312,8 +312,9 @@ class Detector:
         """:meth:`_count` for a detector whose windows live in the C engine (matches found by ``re``)."""
         count = self.native.count
         short_log = log[:1024] or None
+        year = self.clock.year_of(ref)
         for m, line in found:
-            fires = count(cf.index, m.groups(), line, ref, short_log)
+            fires = count(cf.index, m.groups(), line, ref, short_log, year)
             if fires:
                 self.native_events(fires, log, out)
         self.take_native_counts()

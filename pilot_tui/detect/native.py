@@ -22,6 +22,7 @@ from pilot_tui.model import MAX_EVIDENCE_LINE_CHARS, MAX_EVIDENCE_LINES, SCHEMA,
 
 from .events import MAX_COUNT, MAX_USER_CHARS
 from .rules import Rule
+from .timeparse import CACHE_MAX as MINUTES_CACHE_MAX
 from .timeparse import FUTURE_SLACK
 from .window import MAX_DISTINCT, SWEEP_EVERY
 
@@ -151,6 +152,7 @@ def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int
         detector.remember_login,
         detector.logins,
         detector.stats.ip_hits if detector.count_ips else None,
+        detector.clock,
     )
     limits = (
         max_keys,
@@ -161,9 +163,10 @@ def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int
         max_repeat,
         max_ip_counts,
         FUTURE_SLACK,
+        MINUTES_CACHE_MAX,
     )
     try:
         return _native.Engine(filters, plans, callbacks, limits, events if names == EVENT_FIELDS else None), None
-    except ValueError as exc:  # PCRE2 rejects a pattern or numbers its groups differently
+    except (ValueError, TypeError) as exc:  # PCRE2 reads a pattern differently; or a stale build of _native
         return None, str(exc)
 

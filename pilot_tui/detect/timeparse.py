@@ -101,6 +101,8 @@ class LineClock:
 
     def __init__(self) -> None:
         self._year = 0
+        self._ref = float("nan")
+        self._ref_year = 0
         self.minutes: dict[str, tuple[float, float] | None] = {}
         self._iso: dict[str, float | None] = {}
         self._clf: dict[str, float | None] = {}
@@ -110,6 +112,12 @@ class LineClock:
         if line[:3] in MONTHS:
             return self._syslog_time(line[:15], ref)
         return self._other_time(line)
+
+    def year_of(self, ref: float) -> int:
+        """The local year of ``ref``, as :meth:`_syslog_time` takes it (remembered for the last ``ref``)."""
+        if ref != self._ref:
+            self._ref, self._ref_year = ref, datetime.fromtimestamp(ref).year
+        return self._ref_year
 
     def _syslog_time(self, key: str, ref: float) -> float | None:
         """Cached per minute (a week of logs has ~10k minutes but ~600k seconds); seconds are added after."""
