@@ -50,7 +50,7 @@ from pilot_tui.sim.loggen_formats import Clock, cron, ssh_login, ssh_logout, sud
 QUIET_EVERY = 10
 """In the quiet file, one line in this many comes from the attack-heavy generator."""
 
-ENGINE_RUNS = 3
+ENGINE_RUNS = 5
 """The in-process engine is timed this many times on each file (best kept): a busy machine skews single runs."""
 
 # The lines our sshd rules count (failed password, invalid user, pam failure with rhost, max auth, preauth invalid)

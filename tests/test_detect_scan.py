@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pilot_tui.detect import Detector, load_rules, scan_files, scan_text
+from pilot_tui.detect.native import unavailable
 from pilot_tui.detect.scan_cmd import run
 from pilot_tui.model import ThreatEvent
 from pilot_tui.sim.loggen import generate
@@ -29,15 +30,20 @@ def feed_file(path: Path, detector: Detector) -> list[ThreatEvent]:
     return events
 
 
+NATIVE = [False, pytest.param(True, marks=pytest.mark.skipif(unavailable() is not None, reason="no C engine"))]
+"""Both scan engines: the pure Python one and the C hot path (tests/test_detect_native.py has more of the latter)."""
+
+
 @pytest.mark.parametrize(("kind", "lines"), [("auth", 40_000), ("nginx", 12_000), ("ufw", 20_000)])
 @pytest.mark.parametrize("chunk_size", [1 << 20, 4096])
-def test_chunk_scan_equals_line_feed(tmp_path: Path, kind: str, lines: int, chunk_size: int) -> None:
+@pytest.mark.parametrize("native", NATIVE)
+def test_chunk_scan_equals_line_feed(tmp_path: Path, kind: str, lines: int, chunk_size: int, native: bool) -> None:
     path = tmp_path / f"{kind}.log"
     generate(path, kind, lines, seed=3)
     rules = load_rules()
     by_line = Detector(rules, sensor="t")
     expected = feed_file(path, by_line)
-    scanner = Detector(rules, sensor="t")
+    scanner = Detector(rules, sensor="t", native=native)
     report = scan_files([path], scanner, chunk_size=chunk_size)
     assert expected, "the generated log should trigger events"
     assert [event_key(e) for e in report.events] == [event_key(e) for e in expected]
@@ -48,7 +54,8 @@ def test_chunk_scan_equals_line_feed(tmp_path: Path, kind: str, lines: int, chun
     assert report.matched_lines == by_line.stats.matched_lines
 
 
-def test_equivalence_on_tricky_text() -> None:
+@pytest.mark.parametrize("native", NATIVE)
+def test_equivalence_on_tricky_text(native: bool) -> None:
     """Lines without a newline at the end, CRLF, a match that would cross lines, a line matching two filters."""
     rules = load_rules()
     lines = [
@@ -62,7 +69,7 @@ def test_equivalence_on_tricky_text() -> None:
     now = 1_795_608_100.0
     fed = Detector(rules)
     expected = [e for line in lines for e in fed.feed(line, "t", now=now)]
-    scanned = Detector(rules)
+    scanned = Detector(rules, native=native)
     got = scan_text(scanned, text, "t", now=now)
     assert [event_key(e) for e in got] == [event_key(e) for e in expected]
     assert scanned.rule_hits() == fed.rule_hits()
@@ -168,7 +175,8 @@ def _lines_strategy():
     return st.lists(line, max_size=60)
 
 
-def test_equivalence_property() -> None:
+@pytest.mark.parametrize("native", NATIVE)
+def test_equivalence_property(native: bool) -> None:
     from hypothesis import HealthCheck, given, settings
 
     rules = load_rules()
@@ -179,7 +187,7 @@ def test_equivalence_property() -> None:
         now = 1_795_608_100.0
         fed = Detector(rules)
         expected = [e for line in lines for e in fed.feed(line, "t", now=now)]
-        scanned = Detector(rules)
+        scanned = Detector(rules, native=native)
         got = scan_text(scanned, "\n".join(lines), "t", now=now)
         assert [event_key(e) for e in got] == [event_key(e) for e in expected]
         assert scanned.rule_hits() == fed.rule_hits()

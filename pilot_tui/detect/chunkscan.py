@@ -69,6 +69,8 @@ class ScanReport:
     events: list[ThreatEvent] = field(default_factory=list)
     allowlisted: int = 0
     bad_ip: int = 0
+    engine: str = "python"
+    """``c`` when the C hot path scanned (see :mod:`.native`), else ``python`` and, after a colon, why not."""
 
     @property
     def lines_per_second(self) -> float:
@@ -90,6 +92,7 @@ class ScanReport:
             "bytes": self.bytes,
             "seconds": round(self.seconds, 4),
             "lines_per_second": round(self.lines_per_second),
+            "engine": self.engine,
             "matched_lines": self.matched_lines,
             "rule_hits": self.rule_hits,
             "pattern_hits": self.pattern_hits,
@@ -270,14 +273,17 @@ class _Scan:
             self.matched, self.last_line = matched, last_line
 
 
-def iter_owned_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[memoryview]:
-    """:func:`iter_raw_chunks`, but each chunk in a buffer of its own that is never reused: it may be kept while the
-    next is read (:func:`matched_ahead`). Only the unfinished last line is copied, into the next buffer; the read
-    itself (which releases the GIL) fills the buffer in place."""
+def iter_owned_chunks(
+    stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK, spare: queue.SimpleQueue[bytearray] | None = None
+) -> Iterator[memoryview]:
+    """:func:`iter_raw_chunks`, but each chunk in a buffer of its own, which the reader does not touch again: it may
+    be kept while the next is read (:func:`matched_ahead`). Only the unfinished last line is copied, into the next
+    buffer; the read itself (which releases the GIL) fills the buffer in place. Buffers the caller is done with may
+    come back through ``spare`` (a new one costs page faults and zeroing, with the GIL held)."""
     tail = b""
     size = max(chunk_size, 1)
     while True:
-        buf = bytearray(len(tail) + size)
+        buf = _spare_buffer(spare, len(tail) + size)
         buf[: len(tail)] = tail
         filled = len(tail)
         with memoryview(buf) as view:
@@ -298,6 +304,14 @@ def iter_owned_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Ite
         yield memoryview(buf)[:cut]
 
 
+def _spare_buffer(spare: queue.SimpleQueue[bytearray] | None, size: int) -> bytearray:
+    while spare is not None and not spare.empty():
+        buf = spare.get_nowait()
+        if len(buf) == size:
+            return buf
+    return bytearray(size)
+
+
 def matched_ahead(
     native: Any, stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK
 ) -> Iterator[tuple[memoryview, Any]]:
@@ -308,12 +322,13 @@ def matched_ahead(
     machine with two cores they overlap the counting of the previous chunk, which holds the GIL. At most two
     chunks wait. A read error is raised here, in the caller's thread; the helper stops when the caller stops.
     """
-    ready: queue.Queue[tuple[bytes, Any] | BaseException | None] = queue.Queue(maxsize=2)
+    ready: queue.Queue[tuple[memoryview, Any] | BaseException | None] = queue.Queue(maxsize=2)
+    spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
     stop = threading.Event()
 
     def work() -> None:
         try:
-            for piece in iter_owned_chunks(stream, chunk_size):
+            for piece in iter_owned_chunks(stream, chunk_size, spare):
                 item = (piece, native.prepare(piece))
                 while not stop.is_set():
                     try:
@@ -337,6 +352,13 @@ def matched_ahead(
             if isinstance(item, BaseException):
                 raise item
             yield item
+            piece = item[0]
+            buf = piece.obj
+            try:  # the caller is done with this chunk: its buffer may be read into again, once nothing holds it
+                piece.release()
+            except BufferError:
+                continue
+            spare.put(buf)  # type: ignore[arg-type]
     finally:
         stop.set()
         helper.join()
@@ -431,6 +453,7 @@ def scan_files(
     report.ip_hits = stats.ip_hits
     report.allowlisted = stats.allowlisted
     report.bad_ip = stats.bad_ip
+    report.engine = "c" if detector.native is not None else f"python: {detector.native_problem}"
     return report
 
 

@@ -100,6 +100,8 @@ def render(report: ScanReport, rules: RuleSet, out: TextIO) -> None:
     console.print(head)
     for f in report.files:
         console.print(Text(f"  {printable(f.path)}: {f.lines:,} lines", style="dim"))
+    engine = "C hot path (PCRE2)" if report.engine == "c" else f"pure Python ({report.engine.partition(': ')[2]})"
+    console.print(Text(f"  engine: {printable(engine)}", style="dim"))
     console.print(
         Text(
             f"Matched lines: {report.matched_lines:,}   distinct sources: {len(report.ip_hits):,}   "
