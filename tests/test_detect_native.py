@@ -213,7 +213,15 @@ def test_the_reader_thread_stops_with_its_caller_and_hands_errors_over(tmp_path:
     with open_log(path) as stream:
         chunks = matched_ahead(detector.native, stream, 4096)
         next(chunks)
-        chunks.close()  # the caller stops early
+        chunks.close()  # the caller stops early, while the helper waits to queue a chunk
+    assert not [t for t in threading.enumerate() if t.name == "scan-reader"]
+    short = tmp_path / "short.log"
+    short.write_bytes(path.read_bytes()[: 4096 * 3 + 100])
+    with open_log(short) as stream:
+        chunks = matched_ahead(detector.native, stream, 4096)
+        next(chunks)
+        time.sleep(0.3)  # the helper has read everything: two chunks queued, the end mark waiting for room
+        chunks.close()
     assert not [t for t in threading.enumerate() if t.name == "scan-reader"]
     broken = tmp_path / "auth.log.2.gz"
     broken.write_bytes(gzip.compress(path.read_bytes())[:-600])

@@ -312,12 +312,13 @@ static void state_free(State *st, int ev_lines) {
 typedef struct {
     int bgroup, ip, user, repeat, count, login, info, nrules;
     int *plan, *distinct;
+    int nneed, *need; /* the groups counting reads (ip, user, repeat, count, distinct values): all a hit keeps */
 } Branch;
 
 typedef struct {
     Py_ssize_t ls, le; /* line start and end (the newline or the chunk's end) */
-    size_t ov;         /* offset of this hit's group offsets in the filter's pool */
-    int ng;            /* groups set (PCRE2's return code) */
+    size_t ov;         /* offset of this hit's group offsets in the filter's pool: its branch's `need` groups */
+    int br;            /* the branch (pattern) that matched */
 } Hit;
 
 typedef struct {
@@ -1055,17 +1056,18 @@ static int fire(Engine *e, int pi, int64_t count, int escalation, double ts, Sta
     return rc;
 }
 
-/* Detector._count for one matching line of filter `f`: groups in `g` (index = group number), `line` in UTF-8. */
-static int count_one(Engine *e, const Filter *f, const Slice *g, int ng, const char *line, Py_ssize_t llen,
-                     int ascii, PyObject *line_obj, double ref, PyObject *fires) {
-    const Branch *b = NULL;
+/* The branch (pattern) of a filter that matched: the one whose own group took part. */
+static const Branch *branch_of(const Filter *f, const Slice *g, int ng) {
     for (int i = 0; i < f->nbranch; i++)
-        if (f->br[i].bgroup < ng && g[f->br[i].bgroup].p) {
-            b = &f->br[i];
-            break;
-        }
-    if (!b)
-        return 0;
+        if (f->br[i].bgroup < ng && g[f->br[i].bgroup].p)
+            return &f->br[i];
+    return NULL;
+}
+
+/* Detector._count for one matching line of pattern `b`: groups in `g` (index = group number, all `b` reads are
+ * set), `line` in UTF-8. */
+static int count_one(Engine *e, const Branch *b, const Slice *g, int ng, const char *line, Py_ssize_t llen,
+                     int ascii, PyObject *line_obj, double ref, PyObject *fires) {
     e->branch_hits[b->info]++;
     Addr *addr = NULL;
     if (b->ip >= 0 && b->ip < ng && g[b->ip].p) {
@@ -1286,6 +1288,7 @@ static void filter_clear(Filter *f) {
     for (int i = 0; i < f->nbranch; i++) {
         free(f->br[i].plan);
         free(f->br[i].distinct);
+        free(f->br[i].need);
     }
     free(f->br);
     free(f->require);
@@ -1587,6 +1590,20 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
                     return -1;
                 }
             }
+            b->need = (int *)calloc((size_t)b->nrules + 5, sizeof(int));
+            if (!b->need) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            int cand[4] = {b->ip, b->user, b->repeat, b->count};
+            for (int k = 0; k < 4 + b->nrules; k++) {
+                int gi = k < 4 ? cand[k] : b->distinct[k - 4], dup = 0;
+                for (int m = 0; m < b->nneed; m++)
+                    dup |= b->need[m] == gi;
+                if (gi < 0 || gi > (int)cap || dup)
+                    continue;
+                b->need[b->nneed++] = gi;
+            }
         }
     }
     e->nbranches = nbranches;
@@ -1598,7 +1615,15 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     return 0;
 }
 
-static int push_hit(Lines *f, Py_ssize_t ls, Py_ssize_t le, const size_t *ov, int rc, Py_ssize_t shift) {
+static int push_hit(Lines *f, const Filter *flt, Py_ssize_t ls, Py_ssize_t le, const size_t *ov, int rc,
+                    Py_ssize_t shift) {
+    int br = -1;
+    for (int i = 0; i < flt->nbranch && br < 0; i++)
+        if (flt->br[i].bgroup < rc && ov[2 * flt->br[i].bgroup] != P2_UNSET)
+            br = i;
+    if (br < 0)
+        return 0;
+    const Branch *b = &flt->br[br];
     if (f->nhits == f->chits) {
         size_t cap = f->chits ? f->chits * 2 : 1024;
         Hit *q = (Hit *)realloc(f->hits, cap * sizeof(Hit));
@@ -1607,7 +1632,7 @@ static int push_hit(Lines *f, Py_ssize_t ls, Py_ssize_t le, const size_t *ov, in
         f->hits = q;
         f->chits = cap;
     }
-    size_t need = (size_t)rc * 2;
+    size_t need = (size_t)b->nneed * 2;
     if (f->npool + need > f->cpool) {
         size_t cap = f->cpool ? f->cpool * 2 : 8192;
         while (cap < f->npool + need)
@@ -1622,9 +1647,13 @@ static int push_hit(Lines *f, Py_ssize_t ls, Py_ssize_t le, const size_t *ov, in
     h->ls = ls;
     h->le = le;
     h->ov = f->npool;
-    h->ng = rc;
-    for (size_t i = 0; i < need; i++)
-        f->pool[f->npool++] = ov[i] == P2_UNSET ? -1 : (Py_ssize_t)ov[i] + shift;
+    h->br = br;
+    for (int k = 0; k < b->nneed; k++) {
+        int gi = b->need[k];
+        int set = gi < rc && ov[2 * gi] != P2_UNSET;
+        f->pool[f->npool++] = set ? (Py_ssize_t)ov[2 * gi] + shift : -1;
+        f->pool[f->npool++] = set ? (Py_ssize_t)ov[2 * gi + 1] + shift : -1;
+    }
     return 0;
 }
 
@@ -1661,7 +1690,7 @@ static int find_lines(Engine *e, const Filter *f, Lines *out, const char *s, Py_
         Py_ssize_t ms = (Py_ssize_t)ov[0] + shift, me = (Py_ssize_t)ov[1] + shift;
         if (!f->require || has_literal(s + ms, me - ms, f->require, f->rlen) ||
             has_literal(s + ls, le - ls, f->require, f->rlen)) {
-            if (push_hit(out, ls, le, ov, rc, shift) < 0)
+            if (push_hit(out, f, ls, le, ov, rc, shift) < 0)
                 return FOUND_NOMEM;
         }
         pos = le + 1;
@@ -1833,9 +1862,10 @@ static PyObject *Engine_count_found(Engine *e, PyObject *args) {
             last_line = h->ls;
         }
         const Py_ssize_t *ov = l->pool + h->ov;
-        for (int k = 0; k < h->ng; k++)
-            g[k] = ov[2 * k] < 0 ? (Slice){NULL, 0} : (Slice){s + ov[2 * k], ov[2 * k + 1] - ov[2 * k]};
-        if (count_one(e, &e->f[best], g, h->ng, s + h->ls, h->le - h->ls, 1, NULL, ref, fires) < 0)
+        const Branch *b = &e->f[best].br[h->br];
+        for (int k = 0; k < b->nneed; k++)
+            g[b->need[k]] = ov[2 * k] < 0 ? (Slice){NULL, 0} : (Slice){s + ov[2 * k], ov[2 * k + 1] - ov[2 * k]};
+        if (count_one(e, b, g, e->f[best].ncap, s + h->ls, h->le - h->ls, 1, NULL, ref, fires) < 0)
             goto done;
     }
     if (flush_ip_hits(e) < 0)
@@ -1907,7 +1937,8 @@ static PyObject *Engine_count(Engine *e, PyObject *args) {
     const char *lp = PyUnicode_AsUTF8AndSize(line, &llen);
     PyObject *fires = lp ? PyList_New(0) : NULL;
     e->memo_valid = 0;
-    if (fires && (count_one(e, f, g, (int)ng, lp, llen, PyUnicode_IS_ASCII(line), line, ref, fires) < 0 ||
+    const Branch *b = branch_of(f, g, (int)ng);
+    if (fires && ((b && count_one(e, b, g, (int)ng, lp, llen, PyUnicode_IS_ASCII(line), line, ref, fires) < 0) ||
                   flush_ip_hits(e) < 0))
         Py_CLEAR(fires);
     free(g);

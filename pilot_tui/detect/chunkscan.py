@@ -326,21 +326,24 @@ def matched_ahead(
     spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
     stop = threading.Event()
 
+    def offer(item: tuple[memoryview, Any] | BaseException | None) -> bool:
+        """Queue ``item`` unless the caller has stopped (then False): the helper never blocks on a full queue."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for piece in iter_owned_chunks(stream, chunk_size, spare):
-                item = (piece, native.prepare(piece))
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer((piece, native.prepare(piece))):
                     return
-            ready.put(None)
+            offer(None)
         except BaseException as exc:  # handed to the caller, who raises it
-            ready.put(exc)
+            offer(exc)
 
     helper = threading.Thread(target=work, name="scan-reader", daemon=True)
     helper.start()
