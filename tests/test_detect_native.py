@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_detect_scan import feed_file
 
 from pilot_tui.detect import Detector, load_rules, scan_files
 from pilot_tui.detect.chunkscan import matched_ahead, open_log
@@ -25,15 +26,6 @@ from pilot_tui.sim.loggen import generate
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"C engine unavailable: {unavailable()}")
 
 
-def fed(path: Path, detector: Detector) -> list[ThreatEvent]:
-    ref = os.path.getmtime(path)
-    out: list[ThreatEvent] = []
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        for line in f:
-            out += detector.feed(line, str(path), now=ref)
-    return out
-
-
 def same(a: list[ThreatEvent], b: list[ThreatEvent]) -> bool:
     """Every field equal but the random id."""
     return [dataclasses.replace(e, id="") for e in a] == [dataclasses.replace(e, id="") for e in b]
@@ -42,7 +34,7 @@ def same(a: list[ThreatEvent], b: list[ThreatEvent]) -> bool:
 def assert_equivalent(path: Path, chunk_size: int | None = None, **options: object) -> Detector:
     rules = options.pop("rules", None) or load_rules()
     python = Detector(rules, sensor="s1", **options)  # type: ignore[arg-type]
-    expected = fed(path, python)
+    expected = feed_file(path, python)
     native = Detector(rules, sensor="s1", native=True, **options)  # type: ignore[arg-type]
     assert native.native is not None, native.native_problem
     report = scan_files([path], native, chunk_size=chunk_size)

@@ -372,7 +372,14 @@ def scan_found(detector: Detector, piece: memoryview, found: Any, log: str, ref:
     :func:`scan_raw`, returns the chunk's lines."""
     if found is None:
         return scan_raw(detector, piece, log, ref, out, native=False)
-    lines, matched, fires = detector.native.count_found(found, ref, log[:1024] or None, detector.clock.year_of(ref))
+    done = detector.native.count_found(found, ref, log[:1024] or None, detector.clock.year_of(ref))
+    return _counted(detector, done, log, out)
+
+
+def _counted(detector: Detector, done: tuple[int, int, list[Any]], log: str, out: list[ThreatEvent]) -> int:
+    """Take what the C engine counted in a chunk — ``(lines, matched lines, fires)`` — into the detector and
+    ``out``; returns the chunk's lines."""
+    lines, matched, fires = done
     if fires:
         detector.native_events(fires, log, out)
     detector.take_native_counts()
@@ -390,13 +397,7 @@ def scan_raw(
     if native and detector.native is not None:
         done = detector.native.scan(piece, ref, log[:1024] or None, detector.clock.year_of(ref))
         if done is not None:
-            lines, matched, fires = done
-            if fires:
-                detector.native_events(fires, log, out)
-            detector.take_native_counts()
-            detector.stats.lines += lines
-            detector.stats.matched_lines += matched
-            return lines
+            return _counted(detector, done, log, out)
     chunk = _decode(piece if isinstance(piece, memoryview) else memoryview(piece))
     lines = chunk.count("\n") + (0 if not chunk or chunk.endswith("\n") else 1)
     detector.stats.lines += lines
