@@ -7,10 +7,12 @@ Python only sees matching lines. For each match we cut out its line and hand it 
 streams by position (ties in filter order, as ``feed`` does). Hence the same events, windows and counters as
 feeding the lines one by one, which ``tests/test_detect_scan.py`` checks on generated logs.
 
-Where the time goes (1M-line generated auth.log, half of whose lines match): the regexes themselves are about a
-fifth; the rest is Python work per *matching* line — cutting it out, resolving its address and time (dict hits),
-counting it in one or two windows — about 3 µs a line on a 2-core cloud VM. A log where few lines match is close to
-regex speed; one where most lines match is bound by that per-line work (see ``bench/scan_bench.py``).
+On this Python path (1M-line generated auth.log, half of whose lines match), the regexes are about a fifth of the
+time; the rest is Python work per *matching* line (cutting it out, resolving its address and time, counting it in one
+or two windows), about 3 µs a line on a 2-core cloud VM. So a detector built with ``native=True`` hands whole raw
+chunks to the C engine (:mod:`.native`): :func:`matched_ahead` reads and matches the next chunk in a helper thread
+(no GIL needed) while this thread counts the current one, and a chunk the C engine refuses comes back here, decoded,
+with its matches counted by the C windows. About 12x faster on that file (see ``bench/scan_bench.py``).
 
 Two corner cases keep the equivalence exact: a match that runs past its line's end (a pattern with ``\\s`` or a
 negated class can cross a newline in a chunk) is re-done on the line alone, and a filter's ``require`` literal is

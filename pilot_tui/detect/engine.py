@@ -135,7 +135,9 @@ class Detector:
 
     ``allowlist`` holds addresses and CIDR networks never reported; ``group_ipv6_64`` counts IPv6 sources per /64
     (the event then names the last address seen); ``count_ips`` keeps per-address hit counts for summaries (for at
-    most :data:`MAX_IP_COUNTS` addresses, so it is safe to leave on in a long-running oracle).
+    most :data:`MAX_IP_COUNTS` addresses, so it is safe to leave on in a long-running oracle). ``native`` asks for
+    the C engine (:mod:`.native`), which then owns the windows and counters, for ``feed`` and the scanner alike;
+    :attr:`native_problem` says why it was not used. The live oracle does not ask: a few lines a second need no C.
     """
 
     def __init__(
