@@ -1,8 +1,9 @@
 """Starting and ending child processes (pilotctl, journalctl, firewall tools, ``--on-event`` hooks).
 
-Every child is started with :func:`spawn`, which remembers it until it is gone, so :func:`reap_all` can end the
-stragglers before a command's event loop closes: a child still running (or its pipes still open) when the loop
-closes turns into "Exception ignored … Event loop is closed" on stderr, whichever task forgot it.
+Every child is started with :func:`spawn`, which remembers it until it has exited and its pipes are closed, so
+:func:`reap_all` can end the stragglers before a command's event loop closes: a child still running (or its pipes
+still open) when the loop closes turns into "Exception ignored … Event loop is closed" on stderr, whichever task
+forgot it.
 
 After a kill, the wait for the exit status is bounded. On Python 3.11
 ``Process.wait()`` returns only once the child's pipes are closed too, and a grandchild that inherited them (a
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from typing import Any
 
 from pilot_tui.aiotime import within
@@ -23,7 +23,7 @@ KILL_WAIT_S = 5.0
 """How long a killed child is waited for (its exit status) before we move on without it."""
 
 SETTLE_S = 0.1
-"""Loop time :func:`reap_all` leaves for the pipes of exited children to be read to their end and closed."""
+"""Loop time :func:`reap_all` leaves for the closed pipes' last callbacks to run."""
 
 
 async def kill_and_reap(proc: asyncio.subprocess.Process, wait_s: float = KILL_WAIT_S) -> None:
@@ -36,23 +36,45 @@ async def kill_and_reap(proc: asyncio.subprocess.Process, wait_s: float = KILL_W
         await within(proc.wait(), wait_s)
 
 
-_live: weakref.WeakKeyDictionary[asyncio.subprocess.Process, asyncio.AbstractEventLoop] = weakref.WeakKeyDictionary()
-"""Children started by :func:`spawn` and the loop each belongs to (only that loop can wait for it)."""
+_live: dict[asyncio.subprocess.Process, asyncio.AbstractEventLoop] = {}
+"""Children started by :func:`spawn` and the loop each belongs to (only that loop can wait for it). Held strongly
+until finished: a child its caller dropped with a pipe still open is exactly the one that must still be closed."""
+
+
+def _finished(proc: asyncio.subprocess.Process) -> bool:
+    """Exited, and every pipe read to its end or closed: nothing of it can outlive its loop any more."""
+    if proc.returncode is None:
+        return False
+    transport = proc._transport  # type: ignore[attr-defined]  # Process has no public accessor
+    return all(
+        pipe is None or pipe.is_closing() for pipe in (transport.get_pipe_transport(fd) for fd in (0, 1, 2))
+    )
 
 
 async def spawn(*argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
     """``asyncio.create_subprocess_exec(*argv, **kwargs)``, remembered for :func:`reap_all`. Raises ``OSError``."""
+    for old in [p for p in _live if _finished(p)]:
+        del _live[old]
     proc = await asyncio.create_subprocess_exec(*argv, **kwargs)
     _live[proc] = asyncio.get_running_loop()
     return proc
 
 
 async def reap_all(wait_s: float = KILL_WAIT_S) -> int:
-    """Kill and reap every child of this loop started with :func:`spawn` that still runs; returns how many."""
+    """End every child of this loop started with :func:`spawn`, running or not; returns how many still ran.
+
+    Each child's transport is closed while the loop still runs: that kills a child that still runs and closes its
+    pipes, so nothing is left for the transport's ``__del__`` to do after the loop has closed. Waiting alone is not
+    enough: a child that exited by itself can still have its pipes' end-of-file unread, and on a busy machine the
+    loop may need longer than any fixed pause to read it. The exit statuses are then waited for, bounded.
+    """
     loop = asyncio.get_running_loop()
-    running = [proc for proc, owner in list(_live.items()) if owner is loop and proc.returncode is None]
+    mine = [proc for proc, owner in list(_live.items()) if owner is loop]
+    running = [proc for proc in mine if proc.returncode is None]
+    for proc in mine:
+        # Process has no public close(); its transport's close() is the documented SubprocessTransport.close()
+        proc._transport.close()  # type: ignore[attr-defined]
+        del _live[proc]
     await asyncio.gather(*(kill_and_reap(proc, wait_s) for proc in running), return_exceptions=True)
-    # A child that exited by itself can still have its pipes' end-of-file unread: Process.wait() returns at once
-    # for it, and the loop needs a few more turns to read the EOF and close the pipe transports.
     await asyncio.sleep(SETTLE_S)
     return len(running)

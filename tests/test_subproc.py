@@ -45,3 +45,36 @@ async def test_reap_all_ends_the_children_a_task_forgot() -> None:
     assert await reap_all(wait_s=5) == 1  # only the one still running
     assert forgotten.returncode == -signal.SIGKILL
     assert await reap_all() == 0
+
+
+def test_no_child_transport_outlives_its_loop() -> None:
+    """Children whose caller dropped them with a pipe still open, then the loop closes: each transport must have
+    been closed while the loop ran, or its __del__ prints "Exception ignored … Event loop is closed" (as the
+    orchestrator once did at SIGTERM)."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, gc
+from pilot_tui.subproc import reap_all, spawn
+
+async def main():
+    for _ in range(5):
+        proc = await spawn("sh", "-c", "echo out; echo err >&2", stdout=-1, stderr=-1)
+        await proc.wait()
+        del proc
+    # a child that exits while something it started keeps its stdout open (a daemon a tool launched)
+    proc = await spawn("sh", "-c", "sleep 1 & echo started", stdout=-1)
+    assert await proc.stdout.readline() == b"started\\n"
+    await asyncio.wait_for(proc.wait(), 5)
+    del proc
+    await reap_all(wait_s=2)
+
+for _ in range(3):
+    asyncio.run(main())
+    gc.collect()
+print("done")
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.stdout.strip() == "done", run.stderr[-2000:]
+    assert "Exception ignored" not in run.stderr, run.stderr[-2000:]

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from pilot_tui.aiotime import within
 from pilot_tui.engines.updates import Update
 from pilot_tui.pilot.binary import resolve_pilotctl
 from pilot_tui.pilot.driver import Pilotctl
@@ -51,6 +52,20 @@ def _default(obj: Any) -> Any:
     raise TypeError
 
 
+STOP_TASKS_S = 10.0
+"""How long tasks still running when ``main`` ends get to finish cancelling before the children are reaped."""
+
+
+async def _stop_other_tasks() -> None:
+    """Cancel the tasks ``main`` left behind and wait (bounded) for them, before :func:`reap_all`: one of them could
+    otherwise start a pilotctl child after the reaping, while ``asyncio.run`` cancels it on the way out."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await within(asyncio.gather(*others, return_exceptions=True), STOP_TASKS_S)
+
+
 def run_until_signal(main: Callable[[], Awaitable[None]]) -> int:
     """Run ``main()`` until it ends or SIGINT/SIGTERM arrives; then cancel it so ``finally`` blocks flush state."""
 
@@ -68,6 +83,7 @@ def run_until_signal(main: Callable[[], Awaitable[None]]) -> int:
             print(f"pilot-tui: {exc.one_line()}", file=sys.stderr)
             return 1
         finally:
+            await _stop_other_tasks()
             await reap_all()  # no child may outlive the loop (see pilot_tui.subproc)
         return 0
 
