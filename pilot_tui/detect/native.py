@@ -9,7 +9,9 @@ classes ``[:…:]``, and the verbose/ASCII/locale/unicode flags. PCRE2 must then
 groups exactly as ``re`` did, or the engine is not built. Chunks the C code cannot judge exactly (non-ASCII, CR,
 ``\\x1c``–``\\x1f``) are scanned by Python with the C windows, so one scan never mixes two sets of state.
 
-A refusal is never an error: the detector then runs on the pure Python path, which gives the same events.
+A refusal is never an error: the detector then runs on the pure Python path, which gives the same events. One limit:
+the C engine reads text as UTF-8, so a ``str`` with lone surrogates handed to a native detector's ``feed`` raises
+``UnicodeEncodeError``; text decoded from a file (as ``scan`` does, with ``errors="replace"``) never has them.
 """
 
 from __future__ import annotations
