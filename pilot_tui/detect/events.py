@@ -52,16 +52,8 @@ def new_event_id() -> str:
     The version nibble is set to 4 and the variant bits to RFC 4122's ``10``, exactly as ``uuid.UUID(bytes=…,
     version=4)`` does; the other 122 bits are random.
     """
-    return _uuid4(urandom(16).hex(), 0)
-
-
-def _uuid4(h: str, at: int) -> str:
-    """The UUID-4 text of the 32 hex digits of ``h`` from ``at`` (version and variant set as :func:`new_event_id`
-    documents)."""
-    return (
-        f"{h[at : at + 8]}-{h[at + 8 : at + 12]}-4{h[at + 13 : at + 16]}-"
-        f"{_VARIANT[h[at + 16]]}{h[at + 17 : at + 20]}-{h[at + 20 : at + 32]}"
-    )
+    h = urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class EventFactory:
@@ -96,9 +88,42 @@ class EventFactory:
         :data:`~pilot_tui.model.MAX_EVIDENCE_LINE_CHARS`), ``ts`` in :func:`~.timeparse.iso_utc` form, no
         ``event_id``. Anything else is handed to ``make_event`` as it is.
         """
+        trusted = self._trusted.get(id(rule))
+        if trusted is None:
+            trusted = self._check_rule(rule)
         lines = tuple(evidence)
-        if event_id is None and self._fits(rule, source_ip, severity, count, ts, user, log, lines):
-            return self._event(rule, source_ip, severity, count, ts, user, log, lines, new_event_id())
+        if (
+            trusted
+            and event_id is None
+            and type(count) is int
+            and 1 <= count <= MAX_COUNT
+            and type(severity) is str
+            and severity in SEVERITY_RANK
+            and self._ts_ok(ts)
+            and type(source_ip) is str
+            and (source_ip in self._addresses or self._canonical(source_ip))
+            and (user is None or (type(user) is str and 0 < len(user) <= MAX_USER_CHARS))
+            and (log is None or (type(log) is str and 0 < len(log) <= MAX_LOG_CHARS))
+            and len(lines) <= MAX_EVIDENCE_LINES
+            and all(map(isinstance, lines, repeat(str)))
+            and (not lines or max(map(len, lines)) <= MAX_EVIDENCE_LINE_CHARS)
+        ):
+            return ThreatEvent(
+                source_ip,
+                rule.anomaly,
+                severity,
+                new_event_id(),
+                SCHEMA,
+                self.sensor,
+                None,
+                ts,
+                rule.name,
+                count,
+                rule.findtime,
+                user,
+                log,
+                lines,
+            )
         return make_event(
             source_ip,
             rule.anomaly,
@@ -114,68 +139,9 @@ class EventFactory:
             event_id=event_id,
         )
 
-    def _fits(
-        self,
-        rule: Rule,
-        source_ip: str,
-        severity: str,
-        count: int,
-        ts: str,
-        user: str | None,
-        log: str | None,
-        lines: tuple[str, ...],
-    ) -> bool:
-        """Whether these fields are inside the envelope where the fast path gives what ``make_event`` gives."""
-        trusted = self._trusted.get(id(rule))
-        if trusted is None:
-            trusted = self._check_rule(rule)
-        return bool(
-            trusted
-            and type(count) is int
-            and 1 <= count <= MAX_COUNT
-            and type(severity) is str
-            and severity in SEVERITY_RANK
-            and self._ts_ok(ts)
-            and type(source_ip) is str
-            and (source_ip in self._addresses or self._canonical(source_ip))
-            and (user is None or (type(user) is str and 0 < len(user) <= MAX_USER_CHARS))
-            and (log is None or (type(log) is str and 0 < len(log) <= MAX_LOG_CHARS))
-            and len(lines) <= MAX_EVIDENCE_LINES
-            and all(map(isinstance, lines, repeat(str)))
-            and (not lines or max(map(len, lines)) <= MAX_EVIDENCE_LINE_CHARS)
-        )
-
-    def _event(
-        self,
-        rule: Rule,
-        source_ip: str,
-        severity: str,
-        count: int,
-        ts: str,
-        user: str | None,
-        log: str | None,
-        lines: tuple[str, ...],
-        event_id: str,
-    ) -> ThreatEvent:
-        return ThreatEvent(
-            source_ip,
-            rule.anomaly,
-            severity,
-            event_id,
-            SCHEMA,
-            self.sensor,
-            None,
-            ts,
-            rule.name,
-            count,
-            rule.findtime,
-            user,
-            log,
-            lines,
-        )
-
     def trusts(self, rule: Rule) -> bool:
-        """Whether ``rule``'s constant fields (and the sensor) validate, so its events may take the fast path."""
+        """Whether ``rule``'s constant fields (and the sensor) validate, so its events may take the fast path (the C
+        engine builds events only for such rules)."""
         trusted = self._trusted.get(id(rule))
         return self._check_rule(rule) if trusted is None else trusted
 
