@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pilot_tui.detect import load_rules
-from pilot_tui.detect.chunkscan import iter_chunks
+from pilot_tui.detect.chunks import iter_chunks
 from pilot_tui.detect.events import EventFactory, new_event_id
 from pilot_tui.detect.rules import Rule
 from pilot_tui.detect.timeparse import LineClock, iso_utc

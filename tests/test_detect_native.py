@@ -17,7 +17,7 @@ import pytest
 from test_detect_scan import feed_file
 
 from pilot_tui.detect import Detector, load_rules, scan_files
-from pilot_tui.detect.chunkscan import matched_ahead, open_log
+from pilot_tui.detect.chunks import matched_ahead, open_log
 from pilot_tui.detect.native import pattern_problem, unavailable
 from pilot_tui.detect.timeparse import _syslog_pair, iso_utc
 from pilot_tui.model import ThreatEvent

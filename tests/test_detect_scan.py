@@ -216,7 +216,7 @@ def test_open_log_closes_the_file_of_a_gzip_log(tmp_path) -> None:  # type: igno
     import gzip
     import os
 
-    from pilot_tui.detect.chunkscan import open_log
+    from pilot_tui.detect.chunks import open_log
 
     path = tmp_path / "auth.log.2.gz"
     with gzip.open(path, "wb") as f:

@@ -10,7 +10,7 @@ feeding the lines one by one, which ``tests/test_detect_scan.py`` checks on gene
 On this Python path (1M-line generated auth.log, half of whose lines match), the regexes are about a fifth of the
 time; the rest is Python work per *matching* line (cutting it out, resolving its address and time, counting it in one
 or two windows), about 3 µs a line on a 2-core cloud VM. So a detector built with ``native=True`` hands whole raw
-chunks to the C engine (:mod:`.native`): :func:`matched_ahead` reads and matches the next chunk in a helper thread
+chunks to the C engine (:mod:`.native`): :func:`~.chunks.matched_ahead` reads and matches the next chunk in a helper thread
 (no GIL needed) while this thread counts the current one, and a chunk the C engine refuses comes back here, decoded,
 with its matches counted by the C windows. About 12x faster on that file (see ``bench/scan_bench.py``).
 
@@ -24,26 +24,20 @@ Year-less syslog times are placed relative to each file's mtime (a log's last wr
 from __future__ import annotations
 
 import gc
-import gzip
 import os
-import queue
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pilot_tui.model import ThreatEvent
 
+from .chunks import DEFAULT_CHUNK, decode, iter_raw_chunks, matched_ahead, open_log
 from .engine import CompiledFilter, Detector
 from .rules import RuleSet, load_rules
-
-DEFAULT_CHUNK = 8 * 1024 * 1024
-"""Bytes read per chunk: big enough that per-chunk overhead vanishes, small enough to stay cache- and RAM-friendly."""
-
 
 
 @dataclass(slots=True)
@@ -104,66 +98,6 @@ class ScanReport:
             "unparsed_address_hits": self.bad_ip,
             "events": [e.to_dict() for e in self.events],
         }
-
-
-def open_log(path: str | Path) -> IO[bytes]:
-    """Open a log for binary reading, transparently gunzipping (by magic bytes, whatever the name)."""
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic == b"\x1f\x8b":
-        raw.close()  # GzipFile never closes a fileobj it was handed: let it open (and close) the file itself
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return raw
-
-
-def iter_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[str, int]]:
-    """Decoded chunks that end on a line boundary (the last may lack a final newline), with their byte sizes.
-
-    Invalid UTF-8 becomes U+FFFD, CRLF becomes LF — exactly what the line-by-line path sees (a chunk always ends
-    just after a newline, which is never inside a UTF-8 sequence, so where chunks are cut changes nothing).
-    """
-    for piece in iter_raw_chunks(stream, chunk_size):
-        yield _decode(piece), len(piece)
-
-
-def iter_raw_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[memoryview]:
-    """The bytes of :func:`iter_chunks`' chunks, undecoded: views of one reused buffer, valid until the next one.
-
-    Bytes are read into that buffer and handed on from it: no per-chunk copies. A line longer than the buffer
-    grows it.
-    """
-    buf = bytearray(max(chunk_size, 1))
-    view = memoryview(buf)
-    filled = 0
-    try:
-        while True:
-            if filled == len(buf):  # one line fills the whole buffer: make room
-                view.release()
-                buf += bytes(len(buf))
-                view = memoryview(buf)
-            got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
-            if not got:
-                break
-            filled += got
-            cut = buf.rfind(b"\n", 0, filled) + 1
-            if cut == 0:
-                continue
-            with view[:cut] as piece:
-                yield piece
-            rest = filled - cut
-            buf[:rest] = bytes(view[cut:filled])  # the unfinished line (a copy: the ranges may overlap)
-            filled = rest
-        if filled:
-            with view[:filled] as piece:
-                yield piece
-    finally:
-        view.release()
-
-
-def _decode(data: memoryview) -> str:
-    text = str(data, "utf-8", "replace")
-    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def scan_chunk(detector: Detector, chunk: str, log: str, ref: float, out: list[ThreatEvent]) -> int:
@@ -275,100 +209,6 @@ class _Scan:
             self.matched, self.last_line = matched, last_line
 
 
-def iter_owned_chunks(
-    stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK, spare: queue.SimpleQueue[bytearray] | None = None
-) -> Iterator[memoryview]:
-    """:func:`iter_raw_chunks`, but each chunk in a buffer of its own, which the reader does not touch again: it may
-    be kept while the next is read (:func:`matched_ahead`). Only the unfinished last line is copied, into the next
-    buffer; the read itself (which releases the GIL) fills the buffer in place. Buffers the caller is done with may
-    come back through ``spare`` (a new one costs page faults and zeroing, with the GIL held)."""
-    tail = b""
-    size = max(chunk_size, 1)
-    while True:
-        buf = _spare_buffer(spare, len(tail) + size)
-        buf[: len(tail)] = tail
-        filled = len(tail)
-        with memoryview(buf) as view:
-            while filled < len(buf):
-                got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
-                if not got:
-                    break
-                filled += got
-        cut = buf.rfind(b"\n", 0, filled) + 1
-        if filled < len(buf):  # end of the stream
-            if filled:
-                yield memoryview(buf)[:filled]
-            return
-        if cut == 0:  # one line fills the whole buffer: carry it all into a bigger one
-            tail, size = bytes(buf), size * 2
-            continue
-        tail = bytes(buf[cut:])
-        yield memoryview(buf)[:cut]
-
-
-def _spare_buffer(spare: queue.SimpleQueue[bytearray] | None, size: int) -> bytearray:
-    while spare is not None and not spare.empty():
-        buf = spare.get_nowait()
-        if len(buf) == size:
-            return buf
-    return bytearray(size)
-
-
-def matched_ahead(
-    native: Any, stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK
-) -> Iterator[tuple[memoryview, Any]]:
-    """``(chunk, found)`` pairs: each raw chunk with the C engine's matches (``None``: Python must scan it), read and
-    matched one chunk ahead by a helper thread.
-
-    Reading, gunzipping and running the filters' regexes need no GIL (``Engine.prepare`` releases it), so on a
-    machine with two cores they overlap the counting of the previous chunk, which holds the GIL. At most two
-    chunks wait. A read error is raised here, in the caller's thread; the helper stops when the caller stops.
-    """
-    ready: queue.Queue[tuple[memoryview, Any] | BaseException | None] = queue.Queue(maxsize=2)
-    spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def offer(item: tuple[memoryview, Any] | BaseException | None) -> bool:
-        """Queue ``item`` unless the caller has stopped (then False): the helper never blocks on a full queue."""
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for piece in iter_owned_chunks(stream, chunk_size, spare):
-                if not offer((piece, native.prepare(piece))):
-                    return
-            offer(None)
-        except BaseException as exc:  # handed to the caller, who raises it
-            offer(exc)
-
-    helper = threading.Thread(target=work, name="scan-reader", daemon=True)
-    helper.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            piece = item[0]
-            buf = piece.obj
-            try:  # the caller is done with this chunk: its buffer may be read into again, once nothing holds it
-                piece.release()
-            except BufferError:
-                continue
-            spare.put(buf)  # type: ignore[arg-type]
-    finally:
-        stop.set()
-        helper.join()
-
-
 def scan_found(detector: Detector, piece: memoryview, found: Any, log: str, ref: float, out: list[ThreatEvent]) -> int:
     """Count a chunk the C engine matched (``found``), or scan it in Python when it refused (``None``); like
     :func:`scan_raw`, returns the chunk's lines."""
@@ -400,7 +240,7 @@ def scan_raw(
         done = detector.native.scan(piece, ref, log[:1024] or None, detector.clock.year_of(ref))
         if done is not None:
             return _counted(detector, done, log, out)
-    chunk = _decode(piece if isinstance(piece, memoryview) else memoryview(piece))
+    chunk = decode(piece if isinstance(piece, memoryview) else memoryview(piece))
     lines = chunk.count("\n") + (0 if not chunk or chunk.endswith("\n") else 1)
     detector.stats.lines += lines
     detector.stats.matched_lines += scan_chunk(detector, chunk, log, ref, out)
