@@ -124,7 +124,7 @@ class LineClock:
         cache = self.minutes
         pair = cache.get(key[:12], False)
         if pair is False:
-            year = datetime.fromtimestamp(ref).year
+            year = self.year_of(ref)
             if year != self._year or len(cache) >= CACHE_MAX:
                 cache.clear()
                 self._year = year
