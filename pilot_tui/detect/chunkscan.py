@@ -37,6 +37,7 @@ from pilot_tui.model import ThreatEvent
 
 from .chunks import DEFAULT_CHUNK, decode, iter_raw_chunks, matched_ahead, open_log
 from .engine import CompiledFilter, Detector
+from .events import event_log
 from .rules import RuleSet, load_rules
 
 
@@ -214,7 +215,7 @@ def scan_found(detector: Detector, piece: memoryview, found: Any, log: str, ref:
     :func:`scan_raw`, returns the chunk's lines."""
     if found is None:
         return scan_raw(detector, piece, log, ref, out, native=False)
-    done = detector.native.count_found(found, ref, log[:1024] or None, detector.clock.year_of(ref))
+    done = detector.native.count_found(found, ref, event_log(log), detector.clock.year_of(ref))
     return _counted(detector, done, log, out)
 
 
@@ -237,7 +238,7 @@ def scan_raw(
     it, else decoded and by :func:`scan_chunk`. Counts the chunk's lines and matched lines in ``detector.stats``
     and returns the number of lines. ``native=False``: the C engine already refused this chunk."""
     if native and detector.native is not None:
-        done = detector.native.scan(piece, ref, log[:1024] or None, detector.clock.year_of(ref))
+        done = detector.native.scan(piece, ref, event_log(log), detector.clock.year_of(ref))
         if done is not None:
             return _counted(detector, done, log, out)
     chunk = decode(piece if isinstance(piece, memoryview) else memoryview(piece))

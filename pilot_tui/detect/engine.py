@@ -29,7 +29,7 @@ from typing import Any
 from pilot_tui.model import ThreatEvent, ValidationError, make_event
 
 from .addr import AddressBook
-from .events import EventFactory
+from .events import MAX_USER_CHARS, EventFactory, event_log
 from .native import LOCAL_SOURCE
 from .native import Fire as NativeFire
 from .native import build as build_native
@@ -313,7 +313,7 @@ class Detector:
     ) -> None:
         """:meth:`_count` for a detector whose windows live in the C engine (matches found by ``re``)."""
         count = self.native.count
-        short_log = log[:1024] or None
+        short_log = event_log(log)
         year = self.clock.year_of(ref)
         for m, line in found:
             fires = count(cf.index, m.groups(), line, ref, short_log, year)
@@ -367,8 +367,8 @@ class Detector:
             rule.severity_for(count),
             count,
             ts,
-            user[:128] if user else None,
-            log[:1024] or None,
+            user[:MAX_USER_CHARS] if user else None,
+            event_log(log),
             evidence,
         )
         self.stats.events += 1

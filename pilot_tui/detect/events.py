@@ -46,6 +46,11 @@ _TS_LEN = len("2026-11-25T12:00:01.000Z")
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
+def event_log(log: str) -> str | None:
+    """The ``log`` field of a detector's event for lines read from ``log``: cut to the wire limit, None if empty."""
+    return log[:MAX_LOG_CHARS] or None
+
+
 def new_event_id() -> str:
     """A random UUID (version 4) in canonical text form — what ``str(uuid.uuid4())`` gives, in a third of the time.
 
