@@ -17,7 +17,7 @@ import pytest
 from test_detect_scan import feed_file
 
 from pilot_tui.detect import Detector, load_rules, scan_files
-from pilot_tui.detect.chunks import matched_ahead, open_log
+from pilot_tui.detect.chunks import DEFAULT_CHUNK, matched_ahead, open_log
 from pilot_tui.detect.native import pattern_problem, unavailable
 from pilot_tui.detect.timeparse import _syslog_pair, iso_utc
 from pilot_tui.model import ThreatEvent
@@ -31,7 +31,7 @@ def same(a: list[ThreatEvent], b: list[ThreatEvent]) -> bool:
     return [dataclasses.replace(e, id="") for e in a] == [dataclasses.replace(e, id="") for e in b]
 
 
-def assert_equivalent(path: Path, chunk_size: int | None = None, **options: object) -> Detector:
+def assert_equivalent(path: Path, chunk_size: int = DEFAULT_CHUNK, **options: object) -> Detector:
     rules = options.pop("rules", None) or load_rules()
     python = Detector(rules, sensor="s1", **options)  # type: ignore[arg-type]
     expected = feed_file(path, python)

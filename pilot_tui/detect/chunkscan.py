@@ -241,7 +241,12 @@ def scan_raw(
         done = detector.native.scan(piece, ref, event_log(log), detector.clock.year_of(ref))
         if done is not None:
             return _counted(detector, done, log, out)
-    chunk = decode(piece if isinstance(piece, memoryview) else memoryview(piece))
+    return _scan_text(detector, decode(piece if isinstance(piece, memoryview) else memoryview(piece)), log, ref, out)
+
+
+def _scan_text(detector: Detector, chunk: str, log: str, ref: float, out: list[ThreatEvent]) -> int:
+    """:func:`scan_chunk` on decoded text, its lines and matched lines counted in ``detector.stats``; returns the
+    lines."""
     lines = chunk.count("\n") + (0 if not chunk or chunk.endswith("\n") else 1)
     detector.stats.lines += lines
     detector.stats.matched_lines += scan_chunk(detector, chunk, log, ref, out)
@@ -256,10 +261,8 @@ def scan_text(
     out: list[ThreatEvent] = []
     if text.isascii():
         scan_raw(detector, text.encode(), log, ref, out)
-        return out
-    text = text.replace("\r\n", "\n")
-    detector.stats.lines += text.count("\n") + (0 if not text or text.endswith("\n") else 1)
-    detector.stats.matched_lines += scan_chunk(detector, text, log, ref, out)
+    else:
+        _scan_text(detector, text.replace("\r\n", "\n"), log, ref, out)
     return out
 
 
@@ -268,7 +271,7 @@ def scan_files(
     detector: Detector | None = None,
     *,
     rules: RuleSet | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
     reference: float | None = None,
 ) -> ScanReport:
     """Scan files in order with one detector (windows continue across files, as when tailing rotated logs).
@@ -308,12 +311,10 @@ def _scan_into(
     report: ScanReport,
     paths: Iterable[str | Path],
     detector: Detector,
-    chunk_size: int | None,
+    chunk_size: int,
     reference: float | None,
 ) -> None:
     """The loop of :func:`scan_files`: files in order, their stats and events into ``report``."""
-    if chunk_size is None:
-        chunk_size = DEFAULT_CHUNK
     for path in paths:
         fstats = FileStats(str(path))
         t0 = time.perf_counter()
