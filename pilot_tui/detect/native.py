@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from pilot_tui.model import MAX_EVIDENCE_LINE_CHARS, MAX_EVIDENCE_LINES, SCHEMA, SEVERITY_RANK, ThreatEvent
 
+from .addr import CACHE_MAX as ADDRESS_CACHE_MAX
 from .events import MAX_COUNT, MAX_USER_CHARS
-from .rules import Rule
 from .timeparse import CACHE_MAX as MINUTES_CACHE_MAX
 from .timeparse import FUTURE_SLACK
 from .window import MAX_DISTINCT, SWEEP_EVERY
@@ -90,10 +90,6 @@ def pattern_problem(pattern: str) -> str | None:
     return None
 
 
-def levels(rule: Rule) -> tuple[str, ...]:
-    return tuple(level for _, level in rule.severity_at)
-
-
 def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int) -> tuple[Any, str | None]:
     """A C engine for ``detector``'s filters and rules — or ``(None, why not)``."""
     if _native is None or _IMPORT_PROBLEM:
@@ -136,7 +132,8 @@ def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int
             p.distinct,
             p.by_ip,
             # events of this rule may be built in C: what EventFactory.build's fast path requires of a rule
-            factory.trusts(p.rule) and all(level in SEVERITY_RANK for level in (p.rule.severity, *levels(p.rule))),
+            factory.trusts(p.rule)
+            and all(level in SEVERITY_RANK for level in (p.rule.severity, *(lv for _, lv in p.rule.severity_at))),
             p.rule.anomaly,
             p.rule.name,
             p.rule.findtime,
@@ -166,6 +163,7 @@ def build(detector: Detector, max_keys: int, max_repeat: int, max_ip_counts: int
         max_ip_counts,
         FUTURE_SLACK,
         MINUTES_CACHE_MAX,
+        ADDRESS_CACHE_MAX,
     )
     try:
         return _native.Engine(filters, plans, callbacks, limits, events if names == EVENT_FIELDS else None), None

@@ -155,8 +155,9 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_TypeError, "minutes, logins and ip_hits must be dicts");
         return -1;
     }
-    if (!PyArg_ParseTuple(lim, "LLLLLLLdL", &lv[0], &lv[1], &lv[2], &lv[3], &lv[4], &lv[5], &lv[6], &slack,
-                          &cache_max))
+    long long addr_cache_max;
+    if (!PyArg_ParseTuple(lim, "LLLLLLLdLL", &lv[0], &lv[1], &lv[2], &lv[3], &lv[4], &lv[5], &lv[6], &slack,
+                          &cache_max, &addr_cache_max))
         return -1;
     e->minute_cache_max = (Py_ssize_t)cache_max;
     e->max_keys = lv[0];
@@ -167,7 +168,7 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     e->max_repeat = lv[5];
     e->max_ip_counts = lv[6];
     e->future_slack = slack;
-    e->addr_cache_max = 100000;
+    e->addr_cache_max = addr_cache_max;
     if (e->ev_lines < 1 || e->sweep_every < 1 || e->max_keys < 1 || e->ev_chars < 0) {
         PyErr_SetString(PyExc_ValueError, "bad limits");
         return -1;
