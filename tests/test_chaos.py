@@ -218,7 +218,7 @@ class DyingOrchestrator:
                     data += chunk
                 if self.streams == 1:
                     stored = [decode_event(line) for line in data.splitlines() if line.strip()]
-                    conn.write(build_ack(IngestResult(stored=stored)))
+                    conn.write(build_ack(data, IngestResult(stored=stored, ids=[e.id for e in stored])))
             except sdk.PilotError:
                 pass
             finally:

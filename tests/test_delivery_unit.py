@@ -9,7 +9,7 @@ import pytest
 
 from pilot_tui.engines import updates as u
 from pilot_tui.engines.orchestrator import OrchestratorEngine
-from pilot_tui.engines.receiver import build_ack, parse_ack, payload_complete
+from pilot_tui.engines.receiver import REPLY_MAX, build_ack, payload_complete, settle
 from pilot_tui.engines.sender import Sender, frame_batch
 from pilot_tui.model import encode_batch, make_event
 from pilot_tui.pilot import errors
@@ -83,13 +83,14 @@ async def test_orchestrator_replies_with_stored_duplicate_and_rejected(tmp_path)
     lines = payload.split(b"\n")
     conn = FakeConn([lines[0] + b"\n" + bad + b"\n" + lines[1]])
     await engine._handle_conn(conn)
-    ack = parse_ack(conn.written.decode())
+    sent = lines[0] + b"\n" + bad + b"\n" + lines[1]
+    ack = settle(conn.written.decode(), sent, [evs[0].id, "bad-1", evs[1].id])
     assert ack is not None and conn.closed
-    assert ack["stored"] == [e.id for e in evs]
-    assert ack["rejected"] == [{"line": 1, "id": "bad-1", "reason": "bad_ip"}]
+    assert ack.stored == [e.id for e in evs]
+    assert ack.rejected == {"bad-1": "bad_ip"}
     again = FakeConn([payload])
     await engine._handle_conn(again)
-    assert parse_ack(again.written.decode())["duplicate"] == [e.id for e in evs]  # type: ignore[index]
+    assert settle(again.written.decode(), payload, [e.id for e in evs]).duplicate == [e.id for e in evs]  # type: ignore[union-attr]
     assert engine.store.total() == 2 and engine.store.quarantine_count() == 1
     kinds = [type(x).__name__ for x in seen]
     assert "EventsStored" in kinds and "Quarantined" in kinds
@@ -113,10 +114,13 @@ class FakeDriver:
 
 
 def ack_all_but_last(payload: bytes) -> str:
-    ids = [orjson.loads(line)["id"] for line in payload.strip().split(b"\n")]
+    """The reply of a receiver that got (and stored) every line but the last one."""
+    lines = payload.strip().split(b"\n")[:-1]
+    ids = [orjson.loads(line)["id"] for line in lines]
     from pilot_tui.store.events import IngestResult
 
-    return build_ack(IngestResult(stored=[make_event("1.2.3.4", "x", "low", event_id=i) for i in ids[:-1]])).decode()
+    stored = [make_event("1.2.3.4", "x", "low", event_id=i) for i in ids]
+    return build_ack(b"\n".join(lines), IngestResult(stored=stored, ids=ids)).decode()
 
 
 @pytest.fixture
@@ -241,3 +245,110 @@ def test_triage_source_moves_only_the_new_events_of_that_ip(tmp_path) -> None:  
     assert engine.triage_source("203.0.113.9", "acknowledged") == 0  # nothing new left
     with pytest.raises(ValueError, match="not 'mitigated'"):
         engine.triage_source("198.51.100.1", "mitigated")
+
+
+# -- the compact acknowledgement (real connect passes on at most 1,152 bytes of a reply) ---------------------------
+
+
+def _ingest(tmp_path, payload: bytes):  # type: ignore[no-untyped-def]
+    from pilot_tui.model import decode_payload
+
+    store = EventStore(tmp_path / "ack.db")
+    decoded = decode_payload(payload)
+    return store.ingest(decoded.events, decoded.rejected)
+
+
+@pytest.mark.parametrize("n", [1, 27, 40, 1000, 5000])
+def test_ack_of_any_batch_fits_one_real_reply_and_settles_every_line(tmp_path, n: int) -> None:  # type: ignore[no-untyped-def]
+    evs = events(n)
+    payload = encode_batch(evs)
+    reply = build_ack(payload, _ingest(tmp_path, payload))
+    assert len(reply) <= REPLY_MAX < 1152
+    got = settle(reply.decode(), payload, [e.id for e in evs])
+    assert got is not None and got.stored == [e.id for e in evs] and not got.duplicate and not got.rejected
+
+
+def test_ack_of_a_pathological_mix_stays_small_and_covers_a_prefix(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Alternating good and refused lines: the reply still fits, settles a prefix exactly, the rest is resent."""
+    evs = events(300)
+    lines = []
+    for i, e in enumerate(evs):
+        lines.append(e.to_json())
+        lines.append(orjson.dumps({"source_ip": "bad", "anomaly": "x", "severity": "low", "id": f"bad-{i}"}))
+    payload = b"\n".join(lines)
+    ids = [i for e in evs for i in (e.id, None)]
+    ids = [x if x is not None else f"bad-{k // 2}" for k, x in enumerate(ids)]
+    reply = build_ack(payload, _ingest(tmp_path, payload))
+    assert len(reply) <= REPLY_MAX
+    got = settle(reply.decode(), payload, ids)
+    assert got is not None
+    covered = len(got.stored) + len(got.rejected)
+    assert 10 < covered < len(ids)
+    assert got.stored == [ids[k] for k in range(0, covered, 2)]
+    assert set(got.rejected) == {ids[k] for k in range(1, covered, 2)}
+    assert all(reason == "bad_ip" for reason in got.rejected.values())
+
+
+def test_ack_for_other_lines_or_cut_short_is_refused() -> None:
+    from pilot_tui.engines.receiver import BadAck
+    from pilot_tui.store.events import IngestResult
+
+    evs = events(5)
+    payload = encode_batch(evs)
+    ids = [e.id for e in evs]
+    reply = build_ack(payload, IngestResult(stored=evs, ids=ids)).decode()
+    other = encode_batch(events(5))
+    with pytest.raises(BadAck, match="digest"):
+        settle(reply, other, [orjson.loads(x)["id"] for x in other.split()])
+    with pytest.raises(BadAck, match="cut or corrupt"):
+        settle(reply[:40], payload, ids)
+    assert settle("", payload, ids) is None  # silence
+    assert settle("thanks!", payload, ids) is None  # a seed receiver's free text
+
+
+async def test_unreadable_replies_are_resent_and_never_taken_for_silence(outbox: Outbox) -> None:
+    """Before: a reply cut at 1,152 bytes counted as "silent"; three made the peer a reply-less seed receiver and the
+    rows ended 'unconfirmed'. Now it is a bad_ack: rows stay pending, the peer is never marked silent."""
+
+    def cut(payload: bytes) -> str:
+        return ('{"schema":"pilot-tui.ack/1","stored":["' + "x" * 2000)[:1152]
+
+    sender = Sender(FakeDriver([cut] * 5 + [ack_all_but_last]), outbox, u.UpdateBus(), peer="orch")  # type: ignore[arg-type]
+    for _ in range(5):
+        assert not await sender.send_rows(outbox.pending())
+    assert not sender.peer_silent and outbox.depth() == 3
+    assert outbox.counts().get("delivered", 0) == 0
+    assert await sender.send_rows(outbox.pending()) and outbox.depth() == 1
+
+
+async def test_reordered_batches_are_no_gap_but_a_lasting_hole_is(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Oracles keep several batches in flight, so seq 5-9 may be stored before 0-4: no alarm for that."""
+    from pilot_tui.engines.orchestrator import OrchestratorConfig
+
+    engine = OrchestratorEngine(None, EventStore(tmp_path / "o.db"), OrchestratorConfig(gap_grace_s=0.2))  # type: ignore[arg-type]
+    alerts: list[u.SensorAlert] = []
+    engine.bus.subscribe(lambda x: alerts.append(x) if isinstance(x, u.SensorAlert) else None)
+    evs = events(15)
+    engine.ingest_payload(encode_batch(evs[0:1]), sender="", transport="stream")
+    engine.ingest_payload(encode_batch(evs[5:10]), sender="", transport="stream")  # overtakes 1-4
+    engine.ingest_payload(encode_batch(evs[1:5]), sender="", transport="stream")
+    engine.ingest_payload(encode_batch(evs[12:15]), sender="", transport="stream")  # 10-11 never come
+    await asyncio.sleep(0.4)
+    assert [(a.kind, a.detail) for a in alerts] == [("gap", "seq 10-11 missing")]
+
+
+def test_headless_orchestrator_logs_receiver_state_changes_only(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Before: one stderr line per inbox message (each refreshed the receiver's "last message" time)."""
+    from pilot_tui.commands.orchestrator import headless_printer
+
+    emit = headless_printer()
+    running = u.ReceiverState(at=1, name="inbox", kind="inbox", state="running", detail="watching")
+    for k in range(100):
+        emit(u.ReceiverState(at=2 + k, name="inbox", kind="inbox", state="running", detail="watching",
+                             last_message_at=2.0 + k))
+    emit(running)
+    emit(u.ReceiverState(at=200, name="inbox", kind="inbox", state="restarting", detail="daemon is not running"))
+    emit(u.ReceiverState(at=201, name="stream", kind="sdk", state="running"))
+    lines = [orjson.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert [(x["name"], x["state"]) for x in lines] == [("inbox", "running"), ("inbox", "restarting"),
+                                                         ("stream", "running")]

@@ -35,7 +35,7 @@ from fuzz_payloads import CASE_KINDS, Case, Expectations, FuzzGen, check_fuzz, r
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
 
 from pilot_tui.engines.orchestrator import OrchestratorEngine
-from pilot_tui.engines.receiver import parse_ack
+from pilot_tui.engines.receiver import Settlement, payload_lines, settle
 from pilot_tui.sim import sdk
 from pilot_tui.store.events import EventStore
 
@@ -80,6 +80,11 @@ class ChunkedConn:
         self.closed = True
 
 
+def read_ack(reply: bytes, payload: bytes) -> Settlement | None:
+    """The receiver's acknowledgement of ``payload``, lines named by their index (raises BadAck if unreadable)."""
+    return settle(reply.decode(), payload, [str(k) for k in range(len(payload_lines(payload)))])
+
+
 def line_counts(case: Case) -> tuple[int, int]:
     """(bad lines, valid lines) a case's payloads hold in total (a repeated seed payload counts twice)."""
     bad = sum(1 for line in case.lines if line.reasons is not None)
@@ -112,14 +117,14 @@ async def test_ten_thousand_hostile_payloads_in_process(tmp_path: Path) -> None:
                 if not payload.strip():
                     assert conn.written == b"", "nothing to acknowledge for an empty payload"
                     continue
-                ack = parse_ack(conn.written.decode())
+                ack = read_ack(conn.written, payload)
                 assert ack is not None, f"case {n} ({case.kind}): no ack, wrote {conn.written[:200]!r}"
                 totals["acks"] += 1
-                got_valid += len(ack["stored"]) + len(ack["duplicate"])
-                got_bad += len(ack["rejected"]) if case.kind != "oversize_payload" else 1
-                totals["stored"] += len(ack["stored"])
-                totals["duplicates"] += len(ack["duplicate"])
-                totals["rejected"] += len(ack["rejected"])
+                got_valid += len(ack.stored) + len(ack.duplicate)
+                got_bad += len(ack.rejected) if case.kind != "oversize_payload" else 1
+                totals["stored"] += len(ack.stored)
+                totals["duplicates"] += len(ack.duplicate)
+                totals["rejected"] += len(ack.rejected)
             else:
                 result = engine.ingest_payload(payload, sender="", transport=rng.choice(["stream", "message"]))
                 got_valid += len(result.stored) + len(result.duplicates)
@@ -164,7 +169,8 @@ class RealPath:
             proc = self.src.run("--json", "connect", self.orch.hostname, "1000", "--timeout", "20s",  # type: ignore[attr-defined]
                                 input=payload, timeout=60)
             assert proc.returncode == 0, f"connect failed for case {case.n}: {proc.stderr[-500:]}"
-            assert parse_ack(orjson.loads(proc.stdout)["data"]["response"]) is not None, f"case {case.n}: no ack"
+            reply = orjson.loads(proc.stdout)["data"]["response"].encode()
+            assert read_ack(reply, payload) is not None, f"case {case.n}: no ack"
 
     def dial_sdk(self, case: Case) -> None:
         drv = getattr(self.local, "drv", None)
@@ -185,7 +191,7 @@ class RealPath:
                     reply += chunk
             finally:
                 conn.close()
-            assert parse_ack(reply.decode()) is not None, f"case {case.n}: no ack, got {reply[:200]!r}"
+            assert read_ack(reply, payload) is not None, f"case {case.n}: no ack, got {reply[:200]!r}"
 
     def send_message(self, case: Case) -> None:
         for payload in case.payloads:

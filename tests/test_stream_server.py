@@ -12,7 +12,7 @@ from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
 from task_helpers import stop_tasks
 
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
-from pilot_tui.engines.receiver import parse_ack
+from pilot_tui.engines.receiver import REPLY_MAX, is_ack, settle
 from pilot_tui.model import encode_batch, make_event
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.stream import open_stream_listener
@@ -39,15 +39,21 @@ async def test_batch_connect_gets_stored_ids_well_under_a_second(sim_nodes, tmp_
     try:
         assert engine.receivers["stream"].kind == "sim" and engine.receivers["stream"].state == "running"
         sender = Pilotctl(SIM, env=nodes["oracle-x"].env)
-        events = [make_event("203.0.113.7", "brute_force_ssh", "high", sensor="s", seq=i) for i in range(100)]
-        result = await sender.connect("orch-y", 1000, encode_batch(events), timeout=5)
-        ack = parse_ack(result.response)
-        assert ack is not None and ack["stored"] == [e.id for e in events]
-        assert result.elapsed < 1.0, f"connect took {result.elapsed:.2f}s"
+        # 1,000 events: the old id-list acknowledgement (~40 KB) came back cut at 1,152 bytes and unreadable
+        events = [make_event("203.0.113.7", "brute_force_ssh", "high", sensor="s", seq=i) for i in range(1000)]
+        payload = encode_batch(events)
+        result = await sender.connect("orch-y", 1000, payload, timeout=5)
+        assert len(result.response.encode()) <= REPLY_MAX
+        ack = settle(result.response, payload, [e.id for e in events])
+        assert ack is not None and ack.stored == [e.id for e in events]
+        again = await sender.connect("orch-y", 1000, payload, timeout=5)
+        assert settle(again.response, payload, [e.id for e in events]).duplicate == [e.id for e in events]  # type: ignore[union-attr]
+        assert result.elapsed < 2.0, f"connect took {result.elapsed:.2f}s"
         seed = b'{"source_ip":"203.0.113.7","anomaly":"brute_force_ssh","severity":"critical"}\n'
         seed_result = await sender.connect("orch-y", 1000, seed, timeout=5)
-        assert parse_ack(seed_result.response)["stored"][0].startswith("seed-")  # type: ignore[index]
-        assert engine.store.total() == 101
+        assert is_ack(seed_result.response)
+        assert settle(seed_result.response, seed, ["seed"]).stored == ["seed"]  # type: ignore[union-attr]
+        assert engine.store.total() == 1001
     finally:
         await stop_tasks(task)
 
@@ -96,3 +102,25 @@ async def test_port_in_use_is_reported_and_retried(sim_nodes, tmp_path) -> None:
             await asyncio.sleep(0.02)
     finally:
         await stop_tasks(task)
+
+
+async def test_sim_connect_passes_on_at_most_1152_bytes_of_a_reply(sim_nodes) -> None:  # type: ignore[no-untyped-def]
+    """Parity with real pilotctl 1.18: one read of the reply, at most its first 1,152 bytes (pilotctl-contract.md)."""
+    nodes = sim_nodes("oracle-x", "orch-y", trust=[("oracle-x", "orch-y")])
+    listener = await open_stream_listener(Pilotctl(SIM, env=nodes["orch-y"].env), 1000, backend="sim")
+
+    async def answer(size: int) -> None:
+        conn = await listener.accept()
+        await conn.read(65536, 5)
+        await conn.write(b"x" * (size - 1) + b"\n")
+        await conn.close()
+
+    try:
+        sender = Pilotctl(SIM, env=nodes["oracle-x"].env)
+        for size, expected in ((1100, 1100), (1152, 1152), (1500, 1152), (40_000, 1152)):
+            server = asyncio.create_task(answer(size))
+            result = await sender.connect("orch-y", 1000, b'{"a":1}\n', timeout=5)
+            await server
+            assert len(result.response) == expected, size
+    finally:
+        await listener.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 import orjson
 
@@ -28,18 +29,32 @@ def build_engine(args: argparse.Namespace) -> OrchestratorEngine:
     return OrchestratorEngine(pilotctl, store, config)
 
 
-def headless_printer(update: u.Update) -> None:
-    """stdout: each accepted event as one JSON line; stderr: receiver/quarantine/mitigation status lines."""
-    if isinstance(update, u.EventsStored):
-        for event in update.events:
-            obj = event.to_dict()
-            obj["received_from"] = update.sender
-            obj["transport"] = update.transport
-            sys.stdout.write(orjson.dumps(obj).decode() + "\n")
-        sys.stdout.flush()
-    elif isinstance(update, (u.ReceiverState, u.Quarantined, u.SensorAlert, u.MitigationUpdate, u.Notice)):
+def headless_printer() -> Callable[[u.Update], None]:
+    """stdout: each accepted event as one JSON line; stderr: status lines (quarantine, alerts, mitigation, notices)
+    and receiver states — only when a receiver's state *changes*, not each time a message refreshes its
+    "last message" time (that was a stderr line per inbox message or publish)."""
+    last: dict[str, tuple[str, str, str, int]] = {}
+
+    def emit(update: u.Update) -> None:
+        if isinstance(update, u.EventsStored):
+            for event in update.events:
+                obj = event.to_dict()
+                obj["received_from"] = update.sender
+                obj["transport"] = update.transport
+                sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+            sys.stdout.flush()
+            return
+        if isinstance(update, u.ReceiverState):
+            key = (update.kind, update.state, update.detail, update.restarts)
+            if last.get(update.name) == key:
+                return
+            last[update.name] = key
+        elif not isinstance(update, (u.Quarantined, u.SensorAlert, u.MitigationUpdate, u.Notice)):
+            return
         sys.stderr.write(orjson.dumps(update.to_dict()).decode() + "\n")
         sys.stderr.flush()
+
+    return emit
 
 
 async def run_engine(engine: OrchestratorEngine, on_event: str | None) -> None:
@@ -68,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 def serve(engine: OrchestratorEngine, *, headless: bool, on_event: str | None = None) -> int:
     """Run ``engine`` with the threat-feed UI, or headless (JSON lines); shared with ``pilot-tui follow``."""
     if headless:
-        engine.bus.subscribe(headless_printer)
+        engine.bus.subscribe(headless_printer())
         return run_until_signal(lambda: run_engine(engine, on_event))
     from pilot_tui.ui.app import make_app
 

@@ -73,6 +73,9 @@ class OrchestratorConfig:
     """Broker node to subscribe to instead of receiving from oracles (``pilot-tui follow``)."""
     topic: str = DEFAULT_TOPIC
     """Event-stream topic of the fan-out, both ways."""
+    gap_grace_s: float = 10.0
+    """A seq gap is reported only if still open this long after it appeared: oracles keep several batches in
+    flight, so a later batch can arrive before an earlier one."""
 
 
 class OrchestratorEngine:
@@ -89,6 +92,7 @@ class OrchestratorEngine:
         self.receivers: dict[str, u.ReceiverState] = {}
         self._slots = asyncio.Semaphore(self.config.max_connections)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._gap_checks: set[asyncio.TimerHandle] = set()
         self.publisher = (
             Publisher(pilotctl, self.config.publish_to, self.config.topic, self._reporter("publish"))
             if self.config.publish_to else None
@@ -112,6 +116,9 @@ class OrchestratorEngine:
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            for handle in self._gap_checks:
+                handle.cancel()
+            self._gap_checks.clear()
 
     def _reporter(self, name: str) -> Any:
         return lambda **changes: self._set_receiver(name, **changes)
@@ -198,7 +205,7 @@ class OrchestratorEngine:
             result = self.ingest_payload(payload, sender="", transport="stream")
             if conn.can_reply:
                 with contextlib.suppress(Exception):
-                    await conn.write(build_ack(result))
+                    await conn.write(build_ack(payload, result))
         finally:
             await conn.close()
 
@@ -267,12 +274,36 @@ class OrchestratorEngine:
             self.bus.emit(u.Quarantined(at=now, count=len(result.rejected), reasons=dict(reasons), sender=sender,
                                         transport=transport))
         for sensor, first, last in result.gaps:
-            span = f"seq {first}" if first == last else f"seq {first}-{last}"
-            self.bus.emit(u.SensorAlert(at=now, sensor=sensor, kind="gap", detail=f"{span} missing"))
+            self._gap_seen(sensor, first, last)
         for sensor, bound, got in result.mismatches:
             self.bus.emit(u.SensorAlert(at=now, sensor=sensor, kind="mismatch",
                                         detail=f"bound to {bound}, event came from {got}"))
         return result
+
+    def _gap_seen(self, sensor: str, first: int, last: int) -> None:
+        """Report a seq gap once :attr:`OrchestratorConfig.gap_grace_s` has passed and it is still (partly) open;
+        at once when no event loop runs (a synchronous caller)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._report_gap(sensor, first, last)
+            return
+        handle: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            self._gap_checks.discard(handle)  # type: ignore[arg-type]
+            self._report_gap(sensor, first, last)
+
+        handle = loop.call_later(self.config.gap_grace_s, check)
+        self._gap_checks.add(handle)
+
+    def _report_gap(self, sensor: str, first: int, last: int) -> None:
+        missing = self.store.missing_between(sensor, first, last)
+        if missing <= 0:
+            return
+        span = f"seq {first}" if first == last else f"seq {first}-{last}"
+        detail = f"{span} missing" if missing == last - first + 1 else f"{missing} of {span} missing"
+        self.bus.emit(u.SensorAlert(at=time.time(), sensor=sensor, kind="gap", detail=detail))
 
     # -- analyst intents ---------------------------------------------------------------------------------------
 

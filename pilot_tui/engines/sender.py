@@ -1,44 +1,57 @@
 """The oracle's sender: drains the outbox to the orchestrator in bounded batches, over one of two transports.
 
-* ``stream`` — ``pilotctl connect <peer> <port>`` with an NDJSON batch on stdin. Our orchestrator replies with the
-  ids it stored; only those (and the ones it already had) are marked delivered. A receiver that does not reply
+* ``stream`` — ``pilotctl connect <peer> <port>`` with an NDJSON batch on stdin. Our orchestrator replies with what
+  became of each line (a compact acknowledgement that fits the 1,152 bytes real ``connect`` passes back, see
+  :mod:`.receiver`); only the lines it stored or already had are marked delivered. A receiver that does not reply
   (a seed-style ``pilotctl recv`` loop) makes connect exit 0 with no response: that is the best signal there is, so
   the rows are marked ``unconfirmed`` — and the status says so.
 * ``message`` — ``pilotctl send-message <peer> --type json --data -``: the receiving daemon acknowledges and keeps
   it in its inbox even while pilot-tui is not running there (``daemon-ack``).
 
+**Several batches in flight.** Up to ``inflight`` sends run at once, each on its own rows, so a slow connect (on
+the real network ~2 % take ~270 ms inside Pilot, and the first one after a peer restart ~9 s) does not hold up the
+events behind it. A batch not acknowledged after ``hedge_after`` (a few times the recent median, see
+:meth:`Sender.hedge_delay`) is sent once more on a second connect; whichever answers first settles the rows and ids
+make the duplicate harmless. Hedges are counted in :class:`~.updates.OutboxState`. Batches may therefore arrive
+out of order; the orchestrator's gap check allows for that.
+
 Failures keep the rows pending and back off (exponential with jitter, capped); ``retry_now`` cuts the wait short.
-A ``timeout`` from connect may have delivered anyway — the resend is deduplicated by id at the orchestrator.
+A ``timeout`` from connect may have delivered anyway — the resend is deduplicated by id at the orchestrator. A
+send still waiting after :data:`STALL_S` turns the peer state to ``stalled`` at once, so an outage shows while
+pilotctl is still hanging, not only when it gives up.
 
 A connect that ends without an acknowledgement (exit 0, no reply) is *not* taken as delivered at first: our
 orchestrator always replies, and one that is stopped or killed while it holds the stream closes it silently — those
 events were never stored. Only after :data:`SILENT_LIMIT` silent answers in a row do we conclude the peer is a
 seed-style receiver that cannot reply; that conclusion is persisted per peer (and dropped as soon as it replies
-again), and from then on exit 0 counts as ``unconfirmed`` delivery.
+again), and from then on exit 0 counts as ``unconfirmed`` delivery. A reply that is ours but unreadable (cut,
+corrupt, for other lines) is never "silent": the rows are resent and the status names the fault.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
+import statistics
 import time
+from collections import deque
+from dataclasses import dataclass, field
 
 import orjson
 
-from pilot_tui.aiotime import within
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.outbox import Outbox, OutboxRow
 
 from . import updates as u
-from .receiver import parse_ack
+from .receiver import BadAck, Settlement, settle
 
 SILENT_LIMIT = 3
 """Connects in a row that end without an acknowledgement before the peer is taken for a seed-style receiver."""
 
 PEER_STATE_BY_CODE = {
     "no_ack": "reachable",
+    "bad_ack": "reachable",
     "not_running": "daemon-down",
     "trust_required": "no-trust",
     "not_found": "unreachable",
@@ -46,17 +59,37 @@ PEER_STATE_BY_CODE = {
     "timeout": "unreachable",
 }
 
-BATCH_EVENTS = 100
-"""Events per payload: keeps a stream reply (the stored ids) inside the single read ``connect`` makes, and one
-slow link from holding many events at once (~30 ms per 100-event connect on the real network)."""
+BATCH_EVENTS = 1000
+"""Most events per payload. The acknowledgement's size does not grow with the batch, so the bound is the cost of
+one connect: ~80-160 ms for 1,000 events (240 KB) on real 1.18 daemons. Under light load batches are small anyway:
+a send takes whatever is pending when a slot is free."""
 
-BATCH_BYTES = 128 * 1024
+BATCH_BYTES = 512 * 1024
+
+INFLIGHT = 4
+"""Sends in flight at once (each a pilotctl process; a 2-core oracle gains nothing beyond a few)."""
+
+HEDGE_MIN_S = 0.04
+HEDGE_MAX_S = 2.0
+HEDGE_FACTOR = 3.0
+"""A batch unanswered after HEDGE_FACTOR x the recent median send time (clamped to [HEDGE_MIN_S, HEDGE_MAX_S],
+and scaled by the payload for big batches) is sent again on a second connect."""
+
+STALL_S = 2.0
+"""A send waiting this long makes the peer state ``stalled`` (a peer daemon restarting, a path re-keying)."""
 
 
 class NoAcknowledgement(PilotError):
     """connect exited 0 but the receiver did not say what it stored: keep the rows and resend."""
 
     code = "no_ack"
+    retryable = True
+
+
+class BadAcknowledgement(PilotError):
+    """The receiver's reply is ours but cannot settle this batch (cut short, corrupt, for other lines): resend."""
+
+    code = "bad_ack"
     retryable = True
 
 
@@ -68,6 +101,25 @@ def frame_batch(rows: list[OutboxRow]) -> bytes:
         obj["batch_size"] = len(rows)
         lines.append(orjson.dumps(obj))
     return b"\n".join(lines) + b"\n"
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One batch on its way: the rows, the framed payload, the send(s) carrying it (a second one once hedged)."""
+
+    rows: list[OutboxRow]
+    payload: bytes
+    started: float
+    tasks: list[asyncio.Task[Settlement | None]] = field(default_factory=list)
+    errors: list[PilotError] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.rows]
+
+    @property
+    def hedged(self) -> bool:
+        return len(self.tasks) > 1
 
 
 class Sender:
@@ -88,6 +140,8 @@ class Sender:
         backoff_cap: float = 30.0,
         batch_events: int = BATCH_EVENTS,
         batch_bytes: int = BATCH_BYTES,
+        inflight: int = INFLIGHT,
+        hedge: bool = True,
     ) -> None:
         if transport not in ("stream", "message"):
             raise ValueError(f"unknown transport {transport!r}")
@@ -102,11 +156,19 @@ class Sender:
         self.backoff_cap = backoff_cap
         self.batch_events = batch_events
         self.batch_bytes = batch_bytes
+        self.inflight = max(1, inflight)
+        self.hedge = hedge
         self.paused = False
         self.peer_state = "unknown"
         self.failures = 0
+        self.hedges = 0
+        """Batches sent a second time because the first send was slow (shown in the status)."""
         self._wake = asyncio.Event()
         self._silent = 0
+        self._flights: list[_Flight] = []
+        self._retry_at = 0.0
+        self._times: deque[float] = deque(maxlen=64)
+        """Recent successful send times per KB-normalised batch (seconds), for the hedge delay."""
         self._meta_key = f"silent-peer:{peer}"
         self.peer_silent = outbox.get_meta(self._meta_key) == "1"
         """True once the peer proved to be a receiver that never replies (a plain ``pilotctl recv``)."""
@@ -120,6 +182,7 @@ class Sender:
     def retry_now(self) -> None:
         """Cut the current backoff short."""
         self.failures = 0
+        self._retry_at = 0.0
         self._wake.set()
 
     def set_paused(self, paused: bool) -> None:
@@ -127,67 +190,192 @@ class Sender:
         self._emit_outbox()
         self._wake.set()
 
+    @property
+    def in_flight(self) -> int:
+        """Batches currently on their way."""
+        return len(self._flights)
+
     # -- loop ------------------------------------------------------------------------------------------------
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await within(self._wake.wait(), seconds)
+    async def run(self) -> None:
+        """Send until cancelled (sends still in flight are cancelled; their rows stay pending)."""
+        self._emit_outbox()
+        try:
+            while True:
+                self._launch_ready()
+                await self._wait_for_something()
+                self._check_stall()
+                self._hedge_slow()
+                self._collect_done()
+        finally:
+            tasks = [t for f in self._flights for t in f.tasks]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._flights.clear()
+
+    def _launch_ready(self) -> None:
+        """Fill free slots with pending rows nobody is sending (unless paused or backing off)."""
+        if self.paused or time.monotonic() < self._retry_at:
+            return
+        while len(self._flights) < self.inflight:
+            busy = {r.id for f in self._flights for r in f.rows}
+            rows = self.outbox.pending(limit=self.batch_events, max_bytes=self.batch_bytes, skip=busy)
+            if not rows:
+                return
+            flight = _Flight(rows, frame_batch(rows), time.monotonic())
+            flight.tasks.append(self._start(flight))
+            self._flights.append(flight)
+
+    def _start(self, flight: _Flight) -> asyncio.Task[Settlement | None]:
+        return asyncio.create_task(self._send(flight.payload, flight.ids), name="sender-send")
+
+    async def _wait_for_something(self) -> None:
+        """Sleep until a send ends, rows arrive, a hedge or stall deadline passes, or the backoff ends."""
+        now = time.monotonic()
+        deadlines = [now + (3600 if self.paused else 1.0)]
+        if self._retry_at > now and not self.paused:
+            deadlines.append(self._retry_at)
+        for flight in self._flights:
+            if self.hedge and not flight.hedged:
+                deadlines.append(flight.started + self.hedge_delay(len(flight.payload)))
+            if flight.started + STALL_S > now:
+                deadlines.append(flight.started + STALL_S)
+        timeout = max(0.0, min(deadlines) - now)
+        # Sends that ended before this wait were all handled by _collect_done (no await since): wait on the rest.
+        sends = [t for f in self._flights for t in f.tasks if not t.done()]
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([waker, *sends], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+            await asyncio.gather(waker, return_exceptions=True)
         self._wake.clear()
 
-    async def run(self) -> None:
-        """Send until cancelled."""
-        self._emit_outbox()
-        while True:
-            if self.paused:
-                await self._sleep(3600)
+    def hedge_delay(self, size: int) -> float:
+        """How long a batch of ``size`` bytes may go unanswered before it is sent again on a second connect."""
+        if not self._times:
+            return HEDGE_MAX_S
+        per_kb = statistics.median(self._times)
+        return min(HEDGE_MAX_S, max(HEDGE_MIN_S, HEDGE_FACTOR * per_kb * max(1.0, size / 1024)))
+
+    def _hedge_slow(self) -> None:
+        if not self.hedge:
+            return
+        now = time.monotonic()
+        for flight in self._flights:
+            if not flight.hedged and now - flight.started >= self.hedge_delay(len(flight.payload)):
+                flight.tasks.append(self._start(flight))
+                self.hedges += 1
+                self._emit_outbox()
+
+    def _check_stall(self) -> None:
+        if not self._flights:
+            return
+        waited = time.monotonic() - min(f.started for f in self._flights)
+        if waited >= STALL_S and self.peer_state in ("unknown", "reachable"):
+            verb = "connect" if self.transport == "stream" else "send-message"
+            self._set_peer("stalled", f"{verb} waiting {waited:.1f} s for {self.peer} (daemon restarting? path "
+                           "re-keying?) — events stay in the outbox")
+
+    def _collect_done(self) -> None:
+        """Settle every flight one of whose sends has answered, or all of whose sends have failed."""
+        changed = False
+        for flight in list(self._flights):
+            settled: Settlement | None = None
+            answered = False
+            for task in flight.tasks:
+                if not task.done() or task.cancelled():
+                    continue
+                exc = task.exception()
+                if exc is None:
+                    settled, answered = task.result(), True
+                    break
+                if isinstance(exc, PilotError) and exc not in flight.errors:
+                    flight.errors.append(exc)
+                elif not isinstance(exc, PilotError):
+                    raise exc
+            if answered:
+                self._finish(flight, settled)
+            elif all(t.done() for t in flight.tasks):
+                self._fail(flight, flight.errors[-1])
+            else:
                 continue
-            rows = self.outbox.pending(limit=self.batch_events, max_bytes=self.batch_bytes)
-            if not rows:
-                await self._sleep(1.0)
-                continue
-            ok = await self.send_rows(rows)
+            changed = True
+        if changed:
             self._emit_outbox()
-            if not ok:
-                await self._sleep(self.next_backoff())
+
+    def _finish(self, flight: _Flight, settlement: Settlement | None) -> None:
+        self._drop(flight)
+        elapsed = time.monotonic() - flight.started
+        self._times.append(elapsed / max(1.0, len(flight.payload) / 1024))
+        self.failures = 0
+        self._set_peer("reachable", "")
+        if settlement is None:  # message transport: the receiving daemon has it
+            n, ack, dups, rejected = self.outbox.mark_delivered(flight.ids, "daemon-ack"), "daemon-ack", 0, 0
+        elif settlement is _UNCONFIRMED:
+            n, ack, dups, rejected = self.outbox.mark_delivered(flight.ids, "unconfirmed"), "unconfirmed", 0, 0
+        else:
+            n = self.outbox.mark_delivered(settlement.stored, "stored")
+            n += self.outbox.mark_delivered(settlement.duplicate, "duplicate")
+            self.outbox.mark_rejected(settlement.rejected)
+            ack, dups, rejected = "stored", len(settlement.duplicate), len(settlement.rejected)
+        self._emit_result(flight, True, ack, delivered=n, duplicates=dups, rejected=rejected)
+
+    def _fail(self, flight: _Flight, exc: PilotError) -> None:
+        self._drop(flight)
+        self.failures += 1
+        self.outbox.mark_failed(flight.ids, exc.one_line())
+        self._set_peer(PEER_STATE_BY_CODE.get(exc.code, "unreachable"), exc.one_line())
+        retry = self.next_backoff()
+        self._retry_at = time.monotonic() + retry
+        self._emit_result(flight, False, "none", error_code=exc.code, error=exc.message, hint=exc.hint,
+                          retry_in_s=retry)
+
+    def _drop(self, flight: _Flight) -> None:
+        self._flights.remove(flight)
+        for task in flight.tasks:
+            task.cancel()  # a hedge twin still running: its answer is no longer needed
 
     def next_backoff(self) -> float:
         """Exponential backoff with full jitter, capped: spreads retries of many oracles after an outage."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(self.failures, 16))
         return random.uniform(ceiling / 2, ceiling)
 
+    # -- one send --------------------------------------------------------------------------------------------
+
+    async def _send(self, payload: bytes, ids: list[str]) -> Settlement | None:
+        """Carry one payload; returns what the orchestrator settled (``None``: the receiving daemon acknowledged a
+        message). Raises :class:`PilotError` when the attempt failed."""
+        if self.transport == "message":
+            await self.pilotctl.send_message(self.peer, payload, msg_type="json")
+            return None
+        result = await self.pilotctl.connect(self.peer, self.port, payload, timeout=self.connect_timeout)
+        return self._settle_stream(result.response, payload, ids)
+
     async def send_rows(self, rows: list[OutboxRow]) -> bool:
-        """Send one batch and settle its rows; returns False when the attempt failed."""
-        payload = frame_batch(rows)
-        ids = [r.id for r in rows]
-        started = time.monotonic()
-        try:
-            if self.transport == "stream":
-                result = await self.pilotctl.connect(self.peer, self.port, payload, timeout=self.connect_timeout)
-                delivered, dups, rejected, ack = self._settle_stream(ids, result.response)
-            else:
-                await self.pilotctl.send_message(self.peer, payload, msg_type="json")
-                delivered, dups, rejected, ack = self.outbox.mark_delivered(ids, "daemon-ack"), 0, 0, "daemon-ack"
-        except PilotError as exc:
-            self.failures += 1
-            self.outbox.mark_failed(ids, exc.one_line())
-            self._set_peer(PEER_STATE_BY_CODE.get(exc.code, "unreachable"), exc.one_line())
-            retry = min(self.backoff_cap, self.backoff_base * 2 ** min(self.failures, 16))
-            self._emit_result(len(rows), len(payload), False, started, "none", error_code=exc.code,
-                              error=exc.message, hint=exc.hint, retry_in_s=retry)
-            return False
-        self.failures = 0
-        self._set_peer("reachable", "")
-        self._emit_result(len(rows), len(payload), True, started, ack, delivered=delivered, duplicates=dups,
-                          rejected=rejected)
-        return True
+        """Send one batch right now and settle its rows (no hedging); returns False when the attempt failed."""
+        flight = _Flight(rows, frame_batch(rows), time.monotonic())
+        flight.tasks.append(self._start(flight))
+        self._flights.append(flight)
+        await asyncio.gather(*flight.tasks, return_exceptions=True)
+        self._collect_done()
+        return self.failures == 0
 
-    def _settle_stream(self, ids: list[str], response: str) -> tuple[int, int, int, str]:
-        """Mark what the orchestrator's reply confirms; rows it does not mention stay pending for a resend.
+    def _settle_stream(self, response: str, payload: bytes, ids: list[str]) -> Settlement:
+        """Read the orchestrator's reply to ``payload``; rows it does not settle stay pending for a resend.
 
-        Raises :class:`NoAcknowledgement` for a silent answer until the peer has proved it never replies.
+        Raises :class:`NoAcknowledgement` for a silent answer until the peer has proved it never replies, and
+        :class:`BadAcknowledgement` for a reply that is ours but unreadable (never counted as silent).
         """
-        ack = parse_ack(response)
-        if ack is None:
+        try:
+            settlement = settle(response, payload, ids)
+        except BadAck as exc:
+            raise BadAcknowledgement(
+                f"the orchestrator's reply could not be read ({exc}); resending",
+                hint="replies are cut at 1,152 bytes by pilotctl connect; is the orchestrator an older pilot-tui?",
+            ) from None
+        if settlement is None:
             if not self.peer_silent:
                 self._silent += 1
                 if self._silent < SILENT_LIMIT:
@@ -198,21 +386,11 @@ class Sender:
                     )
                 self._set_silent(True)
             # A seed-style receiver: connect exiting 0 is the only signal we get.
-            return self.outbox.mark_delivered(ids, "unconfirmed"), 0, 0, "unconfirmed"
+            return _UNCONFIRMED
         self._silent = 0
         if self.peer_silent:
             self._set_silent(False)
-        sent = set(ids)
-        stored = [i for i in ack["stored"] if i in sent]
-        dups = [i for i in ack["duplicate"] if i in sent]
-        reasons = {
-            r["id"]: str(r.get("reason") or "rejected")
-            for r in ack["rejected"]
-            if isinstance(r, dict) and r.get("id") in sent
-        }
-        n = self.outbox.mark_delivered(stored, "stored") + self.outbox.mark_delivered(dups, "duplicate")
-        self.outbox.mark_rejected(reasons)
-        return n, len(dups), len(reasons), "stored"
+        return settlement
 
     def _set_silent(self, silent: bool) -> None:
         self.peer_silent = silent
@@ -227,9 +405,15 @@ class Sender:
 
     def _emit_outbox(self) -> None:
         self.bus.emit(u.OutboxState(at=time.time(), depth=self.outbox.depth(),
-                                    oldest_age_s=self.outbox.oldest_pending_age(), paused=self.paused))
+                                    oldest_age_s=self.outbox.oldest_pending_age(), paused=self.paused,
+                                    in_flight=len(self._flights), hedges=self.hedges))
 
-    def _emit_result(self, events: int, size: int, ok: bool, started: float, ack: str, **extra: object) -> None:
-        self.bus.emit(u.SendResult(at=time.time(), transport=self.transport, peer=self.peer, events=events,
-                                   bytes=size, ok=ok, latency_ms=(time.monotonic() - started) * 1000, ack=ack,
-                                   **extra))  # type: ignore[arg-type]
+    def _emit_result(self, flight: _Flight, ok: bool, ack: str, **extra: object) -> None:
+        self.bus.emit(u.SendResult(at=time.time(), transport=self.transport, peer=self.peer, events=len(flight.rows),
+                                   bytes=len(flight.payload), ok=ok,
+                                   latency_ms=(time.monotonic() - flight.started) * 1000, ack=ack,
+                                   hedged=flight.hedged, **extra))  # type: ignore[arg-type]
+
+
+_UNCONFIRMED = Settlement()
+"""Marker: a seed-style receiver took the batch without a word (connect exited 0)."""

@@ -64,13 +64,16 @@ class SendResult(Update):
     error: str = ""
     hint: str = ""
     retry_in_s: float = 0.0
+    hedged: bool = False
+    """The batch was sent a second time because the first send was slow; the first answer counted."""
 
 
 @dataclass(frozen=True, slots=True)
 class PeerState(Update):
     """Reachability of the orchestrator as the sender sees it.
 
-    ``state`` is one of ``unknown``, ``reachable``, ``unreachable``, ``no-trust``, ``daemon-down``.
+    ``state`` is one of ``unknown``, ``reachable``, ``stalled`` (a send has been waiting for seconds: the peer's
+    daemon restarting, a path re-keying), ``unreachable``, ``no-trust``, ``daemon-down``.
     """
 
     peer: str
@@ -85,6 +88,10 @@ class OutboxState(Update):
     depth: int
     oldest_age_s: float | None
     paused: bool = False
+    in_flight: int = 0
+    """Batches on their way right now."""
+    hedges: int = 0
+    """Batches sent a second time so far because the first send was slow (tail control)."""
 
 
 @dataclass(frozen=True, slots=True)

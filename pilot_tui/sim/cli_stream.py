@@ -33,6 +33,12 @@ from .proto import (
 MAX_STDIN_LINE = 16 * 1024 * 1024
 
 
+CONNECT_REPLY_MAX = 1152
+"""Real ``pilotctl connect`` 1.18 makes one read of the reply and passes on at most its first 1,152 bytes (measured
+on two daemons: a 1,083- or 1,122-byte reply arrives whole, anything from ~1,500 bytes comes back as exactly 1,152,
+cut mid-line). A longer buffer here would hide every receiver bug that real replies expose."""
+
+
 def resolve_target(ctx: Ctx, ctl: Control, arg: str) -> tuple[int, str]:
     """(node id, address) for an address, a bare node id or a hostname (``not_found`` otherwise)."""
     node = node_ref(arg)
@@ -146,11 +152,11 @@ def cmd_connect(ctx: Ctx, args: list[str]) -> int:
             sock.sendall(payload)
         except OSError as exc:
             raise CliError("connection_failed", f"write failed: {exc}") from None
-        reply = rest[:65535]
+        reply = rest[:CONNECT_REPLY_MAX]
         if not reply:
             sock.settimeout(max(timeout, 1e-4))
             try:
-                reply = sock.recv(65535)
+                reply = sock.recv(CONNECT_REPLY_MAX)
             except TimeoutError:
                 raise CliError(
                     "timeout",

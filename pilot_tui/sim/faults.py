@@ -9,6 +9,9 @@ A node reads these environment variables when it starts (set them on ``pilot-sim
     like to pilotctl.
 ``PILOT_SIM_LATENCY_MS``
     Milliseconds added to every incoming dial (the cost of each delivery: connect, send-message, publish).
+``PILOT_SIM_SLOW_RATE`` (0..1) and ``PILOT_SIM_SLOW_MS`` (default 270)
+    A fraction of incoming dials (any port) take a fixed extra delay: the tail real 1.18 daemons show (~2 % of
+    bare connects take ~270 ms inside Pilot, a retransmission or re-keying timer). Drawn from the seeded generator.
 ``PILOT_SIM_REFUSE_DIALS`` (N)
     The next N incoming dials (any port) are refused: the sender gets ``connection_failed``.
 ``PILOT_SIM_LOSE_FIRST_STREAM_AFTER_RESTART=1``
@@ -20,7 +23,7 @@ A node reads these environment variables when it starts (set them on ``pilot-sim
 
 Faults are applied by the *receiving* node. A test can change them while the node runs by writing
 ``<node config dir>/sim-faults.json`` (keys ``drop_rate``, ``latency_ms``, ``refuse_dials``,
-``lose_first_stream_after_restart``, ``seed``; see :func:`pilot_tui.sim.cluster.set_faults`): each time the file
+``lose_first_stream_after_restart``, ``slow_rate``, ``slow_ms``, ``seed``; see :func:`pilot_tui.sim.cluster.set_faults`): each time the file
 changes, the keys in it are applied (``refuse_dials`` restarts its count, ``seed`` re-seeds); absent keys keep
 their current value.
 """
@@ -39,6 +42,8 @@ ENV_DOCS = {
     "PILOT_SIM_HOME": "directory shared by all sim nodes on this machine (registry, trust); default /tmp/pilot-sim-<uid>",
     "PILOT_SIM_DROP_RATE": "0..1 - fraction of connects to user ports whose data is lost (sender: timeout)",
     "PILOT_SIM_LATENCY_MS": "milliseconds added to every incoming dial",
+    "PILOT_SIM_SLOW_RATE": "0..1 - fraction of incoming dials that take PILOT_SIM_SLOW_MS extra (the real tail)",
+    "PILOT_SIM_SLOW_MS": "milliseconds a slow dial takes extra (default 270)",
     "PILOT_SIM_REFUSE_DIALS": "N - refuse the next N incoming dials (sender: connection_failed)",
     "PILOT_SIM_LOSE_FIRST_STREAM_AFTER_RESTART": "1 - the first stream after start loses its data (re-keying)",
     "PILOT_SIM_SEED": "seed for DROP_RATE, for reproducible runs",
@@ -70,6 +75,8 @@ class Faults:
         self.drop_rate = min(1.0, max(0.0, _num(env.get("PILOT_SIM_DROP_RATE", 0), float, 0.0)))
         self.latency_ms = max(0.0, _num(env.get("PILOT_SIM_LATENCY_MS", 0), float, 0.0))
         self.refuse_left = max(0, int(_num(env.get("PILOT_SIM_REFUSE_DIALS", 0), int, 0)))
+        self.slow_rate = min(1.0, max(0.0, _num(env.get("PILOT_SIM_SLOW_RATE", 0), float, 0.0)))
+        self.slow_ms = max(0.0, _num(env.get("PILOT_SIM_SLOW_MS", 270), float, 270.0))
         self.lose_next = env.get("PILOT_SIM_LOSE_FIRST_STREAM_AFTER_RESTART", "") not in ("", "0", "false")
         seed = env.get("PILOT_SIM_SEED")
         self._rng = random.Random(int(_num(seed, int, 0)) if seed not in (None, "") else None)
@@ -91,6 +98,10 @@ class Faults:
             self.drop_rate = min(1.0, max(0.0, _num(cfg["drop_rate"], float, 0.0)))
         if "latency_ms" in cfg:
             self.latency_ms = max(0.0, _num(cfg["latency_ms"], float, 0.0))
+        if "slow_rate" in cfg:
+            self.slow_rate = min(1.0, max(0.0, _num(cfg["slow_rate"], float, 0.0)))
+        if "slow_ms" in cfg:
+            self.slow_ms = max(0.0, _num(cfg["slow_ms"], float, 270.0))
         if "refuse_dials" in cfg:
             self.refuse_left = max(0, int(_num(cfg["refuse_dials"], int, 0)))
         if "lose_first_stream_after_restart" in cfg:
@@ -109,6 +120,8 @@ class Faults:
         """Decide the fate of one incoming dial (any port): added delay, refused or not."""
         self._refresh()
         decision = Decision(delay=self.latency_ms / 1000.0)
+        if self.slow_rate > 0 and self._rng.random() < self.slow_rate:
+            decision.delay += self.slow_ms / 1000.0
         if self.refuse_left > 0:
             self.refuse_left -= 1
             decision.refuse = True
@@ -132,5 +145,7 @@ class Faults:
             "drop_rate": self.drop_rate,
             "latency_ms": self.latency_ms,
             "refuse_dials": self.refuse_left,
+            "slow_rate": self.slow_rate,
+            "slow_ms": self.slow_ms,
             "lose_first_stream_after_restart": self.lose_next,
         }

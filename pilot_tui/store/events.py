@@ -96,6 +96,8 @@ class IngestResult:
 
     stored: list[ThreatEvent] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    """The id of every valid event handed in, in payload order (stored or not): lines an acknowledgement covers."""
     rejected: list[Rejected] = field(default_factory=list)
     gaps: list[tuple[str, int, int]] = field(default_factory=list)
     """(sensor, first missing seq, last missing seq) for each hole this payload revealed."""
@@ -158,6 +160,7 @@ class EventStore:
         now = time.time()
         with Tx(self.conn) as c:
             for event in events:
+                result.ids.append(event.id)
                 flags = self._track_sensor(c, event, sender, now, result)
                 cur = c.execute(
                     "INSERT OR IGNORE INTO events(id, received_at, ts, source_ip, anomaly, severity, sensor, seq, "
@@ -289,6 +292,14 @@ class EventStore:
         )
         keys = ("rowid", "received_at", "reason", "detail", "sender", "transport", "raw", "raw_len")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def missing_between(self, sensor: str, first: int, last: int) -> int:
+        """How many of ``sensor``'s seq numbers ``first..last`` have not arrived (a late or reordered batch fills
+        them)."""
+        row = self.conn.execute(
+            "SELECT COUNT(DISTINCT seq) FROM events WHERE sensor=? AND seq BETWEEN ? AND ?", (sensor, first, last)
+        ).fetchone()
+        return (last - first + 1) - int(row[0])
 
     def sensors(self) -> list[dict[str, Any]]:
         return sensor_rows(self.conn)

@@ -9,7 +9,7 @@ detection was not saved. Rows leave ``pending`` only when the peer acknowledged 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sized
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,14 +137,24 @@ class Outbox:
 
     # -- reading ---------------------------------------------------------------------------------------------
 
-    def pending(self, *, limit: int = 100, max_bytes: int = 256 * 1024) -> list[OutboxRow]:
-        """Oldest pending rows, at most ``limit`` of them and about ``max_bytes`` of bodies (at least one row)."""
+    def pending(
+        self, *, limit: int = 100, max_bytes: int = 256 * 1024, skip: Container[str] = frozenset()
+    ) -> list[OutboxRow]:
+        """Oldest pending rows, at most ``limit`` of them and about ``max_bytes`` of bodies (at least one row).
+
+        Rows whose id is in ``skip`` (already on their way in another send) are passed over.
+        """
         rows: list[OutboxRow] = []
         size = 0
+        extra = len(skip) if isinstance(skip, Sized) else 0
         for r in self.conn.execute(
             "SELECT rowid, id, seq, created, body, attempts FROM outbox WHERE state='pending' ORDER BY rowid LIMIT ?",
-            (limit,),
+            (limit + extra,),
         ):
+            if r[1] in skip:
+                continue
+            if len(rows) >= limit:
+                break
             body = bytes(r[4])
             if rows and size + len(body) > max_bytes:
                 break

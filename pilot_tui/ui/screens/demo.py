@@ -127,7 +127,8 @@ class DemoScreen(TriageActions, EngineScreen):
                 sensor=self.oracle.config.sensor, peer=sender.peer, port=sender.port, transport=sender.transport,
                 peer_state=sender.peer_state, paused=sender.paused, depth=outbox.depth(),
                 oldest_age=outbox.oldest_pending_age(now=self.clock()), counts=outbox.counts(),
-                lines_read=self.oracle.lines_read, detections=self.oracle.detections))
+                lines_read=self.oracle.lines_read, detections=self.oracle.detections,
+                in_flight=sender.in_flight, hedges=sender.hedges))
         if self.window is not None and self.orchestrator is not None:
             self.query_one("#demo-feed-status", StatusLine).update(status_text(
                 receivers=self.orchestrator.receivers, total=self.window.total, shown=self.window.total,

@@ -137,7 +137,8 @@ class OracleScreen(EngineScreen):
             sensor=self.engine.config.sensor, peer=sender.peer, port=sender.port, transport=sender.transport,
             peer_state=sender.peer_state, paused=sender.paused, depth=outbox.depth(),
             oldest_age=outbox.oldest_pending_age(now=self.clock()), counts=outbox.counts(),
-            lines_read=self.engine.lines_read, detections=self.engine.detections, last_error=self.last_error))
+            lines_read=self.engine.lines_read, detections=self.engine.detections, last_error=self.last_error,
+            in_flight=sender.in_flight, hedges=sender.hedges))
 
     def _show_files(self) -> None:
         """Rebuild the files table only when a value changed (it is re-read every second)."""

@@ -16,12 +16,12 @@ from pilot_tui.model import ThreatEvent
 from ..format import fmt_age, fmt_bytes, fmt_hms, safe, truncate, ts_hms
 
 PEER_STYLES = {"reachable": "bold green", "unknown": "dim", "unreachable": "bold red", "no-trust": "bold yellow",
-               "daemon-down": "bold red"}
+               "daemon-down": "bold red", "stalled": "bold yellow"}
 
 
 def oracle_status_text(*, sensor: str, peer: str, port: int, transport: str, peer_state: str, paused: bool,
                        depth: int, oldest_age: float | None, counts: Mapping[str, int], lines_read: int,
-                       detections: int, last_error: str = "") -> Text:
+                       detections: int, last_error: str = "", in_flight: int = 0, hedges: int = 0) -> Text:
     """Two lines: who sends to whom and how, then the outbox and counters."""
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     text.append("sending ", style="dim")
@@ -39,7 +39,11 @@ def oracle_status_text(*, sensor: str, peer: str, port: int, transport: str, pee
     text.append(f"{depth:,} pending", style="bold yellow" if depth else "bold")
     text.append(" · oldest ")
     text.append(fmt_age(oldest_age), style="bold red" if oldest_age and oldest_age > 60 else "bold")
+    if in_flight:
+        text.append(f" · {in_flight} in flight")
     text.append(f" · delivered {counts.get('delivered', 0):,} · rejected {counts.get('rejected', 0):,}")
+    if hedges:
+        text.append(f" · resent slow {hedges:,}", style="dim")
     text.append(f" · lines {lines_read:,} · detections {detections:,}", style="dim")
     if last_error:
         text.append("  ")
@@ -59,6 +63,8 @@ def send_result_text(result: SendResult) -> Text:
     text.append(f"{result.events:>3} ev {fmt_bytes(result.bytes):>9} {result.latency_ms:6.0f} ms ")
     if result.ok:
         text.append(result.ack, style="green" if result.ack == "stored" else "yellow")
+        if result.hedged:
+            text.append(" (sent twice: first try slow)", style="dim")
         if result.duplicates:
             text.append(f" dup {result.duplicates}", style="dim")
         if result.rejected:
