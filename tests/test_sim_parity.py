@@ -100,6 +100,13 @@ IDENTICAL = [
     ["--json", "daemon", "foo"],
     ["--json", "daemon", "stop"],
     ["--json", "daemon", "status"],
+    # ping: what doctor's reachability probe runs (usage, flag parsing and not_running come before any dial)
+    ["--json", "ping"],
+    ["ping"],
+    ["--json", "ping", "foo", "--count", "x"],
+    ["--json", "ping", "foo", "--timeout", "bad"],
+    ["--json", "ping", "foo", "--count", "1", "--timeout", "3s"],
+    ["ping", "foo"],
 ]
 
 

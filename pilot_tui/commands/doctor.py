@@ -1,9 +1,14 @@
 """``pilot-tui doctor``: is everything in place to move events? One line per check, pilotctl's hints included.
 
 Checks: pilotctl found (path, version); daemon running and responsive (address, hostname); with ``--peer``, that the
-peer resolves and that trust with it is mutual; pending handshakes waiting for approval; which port-1000 receiver
-the orchestrator would get (SDK stream server or the degraded recv loop); the state dir is writable.
-Exit status 1 when any check failed.
+peer resolves, what our trust list says about it, and whether it answers a bounded ``pilotctl ping`` right now;
+pending handshakes waiting for approval; which port-1000 receiver the orchestrator would get (SDK stream server or
+the degraded recv loop); the state dir is writable. Exit status 1 when any check failed.
+
+Trust is judged the way pilotctl 1.18 allows traffic, not by the ``mutual`` flag: after ``approve`` the approving
+node's trust entry stays ``mutual: false`` (only the requester's says true) and a reverse handshake changes nothing,
+yet traffic flows both ways. So a peer in our trust list — on either side of the approve — is trusted, and the probe
+says whether it is reachable now. Hints name the exact command and the node to run it on.
 """
 
 from __future__ import annotations
@@ -15,13 +20,20 @@ import os
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import orjson
 
 from pilot_tui import paths
 from pilot_tui.pilot.binary import resolve_pilotctl
-from pilot_tui.pilot.driver import Pilotctl
-from pilot_tui.pilot.errors import PilotError
+from pilot_tui.pilot.driver import DaemonStatus, Pilotctl, PingResult
+from pilot_tui.pilot.errors import PilotError, Timeout, TrustRequired
+
+PROBE_TIMEOUT_S = 3.0
+"""``pilotctl ping --count 1 --timeout`` for the reachability probe."""
+
+PROBE_BOUND_S = 5.0
+"""The probe process is killed after this long: pilotctl lets one dial run 10 s whatever ``--timeout`` says."""
 
 
 @dataclass
@@ -47,31 +59,87 @@ async def _pilot_checks(pilotctl: Pilotctl, peer: str | None) -> list[Check]:
                             "start it with: pilotctl daemon start"))
         return checks
     checks.append(Check("daemon", True, f"running as {status.hostname or '?'} at {status.address or '?'}"))
-    if peer:
-        try:
-            found = await pilotctl.find(peer)
-            node_id = found.get("node_id")
-            trusted = {t.get("node_id"): t for t in await pilotctl.trust()}
-            entry = trusted.get(node_id)
-            if entry is None:
-                checks.append(Check("trust", False, f"{peer} (node {node_id}) resolves but is not trusted",
-                                    f"run: pilotctl handshake {peer}  (then approve it on {peer})"))
-            elif entry.get("mutual") is False:
-                checks.append(Check("trust", False, f"trust with {peer} is not mutual yet",
-                                    f"approve this node on {peer}: pilotctl approve <node_id>"))
-            else:
-                checks.append(Check("trust", True, f"mutual trust with {peer} ({found.get('address')})"))
-        except PilotError as exc:
-            checks.append(Check("trust", False, f"{peer}: {exc.message}", exc.hint))
+    pending: list[dict[str, Any]] | PilotError
     try:
         pending = await pilotctl.pending()
+    except PilotError as exc:
+        pending = exc
+    if peer:
+        checks += await _peer_checks(pilotctl, peer, status, pending if isinstance(pending, list) else [])
+    if isinstance(pending, PilotError):
+        checks.append(Check("pending", False, pending.message, pending.hint))
+    else:
         detail = "none" if not pending else ", ".join(f"node {p.get('node_id')}" for p in pending)
         checks.append(Check("pending", True, f"handshake requests waiting: {detail}", warn=bool(pending),
                             hint="approve in the orchestrator's trust panel or: pilotctl approve <node_id>"
                             if pending else ""))
-    except PilotError as exc:
-        checks.append(Check("pending", False, exc.message, exc.hint))
     return checks
+
+
+async def _peer_checks(
+    pilotctl: Pilotctl, peer: str, status: DaemonStatus, pending: list[dict[str, Any]]
+) -> list[Check]:
+    """``trust`` (our trust list, either side of the approve) and ``ping`` (a bounded probe) for ``--peer``."""
+    try:
+        found = await pilotctl.find(peer)
+        node_id = found.get("node_id")
+        entry = {t.get("node_id"): t for t in await pilotctl.trust()}.get(node_id)
+    except PilotError as exc:
+        return [Check("trust", False, f"{peer}: {exc.message}", exc.hint)]
+    address = found.get("address") or f"node {node_id}"
+    public = bool(found.get("public"))
+    probe: PingResult | PilotError
+    try:
+        # a diagnosis must not change trust: to an untrusted public peer pilotctl's ping would send a handshake
+        probe = await pilotctl.ping(peer, count=1, timeout=PROBE_TIMEOUT_S, bound=PROBE_BOUND_S,
+                                    auto_handshake=not (entry is None and public))
+    except PilotError as exc:
+        probe = exc
+    answered = isinstance(probe, PingResult) and probe.answered > 0
+    checks = [_trust_check(peer, node_id, address, entry, answered, public, status, pending)]
+    if entry is None and isinstance(probe, TrustRequired):
+        return checks  # the trust line already says it: pilotctl will not open a tunnel without trust
+    checks.append(_ping_check(peer, probe))
+    return checks
+
+
+def _trust_check(
+    peer: str, node_id: Any, address: str, entry: dict[str, Any] | None, answered: bool, public: bool,
+    status: DaemonStatus, pending: list[dict[str, Any]],
+) -> Check:
+    """What our trust list says about the peer. ``mutual: false`` is the approving side, which is trusted."""
+    if entry is not None and entry.get("mutual") is False:
+        return Check("trust", True, f"trust approved by us ({peer} at {address}): pilotctl 1.18 shows mutual:false "
+                     "on the approving side — that is normal, traffic flows both ways")
+    if entry is not None:
+        return Check("trust", True, f"mutual trust with {peer} ({address})")
+    if public:
+        return Check("trust", True, f"{peer} ({address}) is a public node: it takes streams without trust")
+    if answered:
+        return Check("trust", True, f"{peer} ({address}) answers although it is not in our trust list", warn=True,
+                     hint=f"to keep it working if that changes, run here: pilotctl handshake {peer}")
+    if any(p.get("node_id") == node_id for p in pending):
+        return Check("trust", False, f"{peer} (node {node_id}) asked to be trusted and waits for this node",
+                     f"approve it here: pilotctl approve {node_id}  (or in the orchestrator's trust panel)")
+    me = status.node_id if status.node_id is not None else "<this node's id: pilotctl info>"
+    return Check("trust", False, f"{peer} (node {node_id}) resolves but neither side has approved a handshake",
+                 f'run here: pilotctl handshake {peer} "pilot-tui"; then on {peer}: pilotctl approve {me}  '
+                 f"(on {peer}, pilotctl pending shows the request)")
+
+
+def _ping_check(peer: str, probe: PingResult | PilotError) -> Check:
+    """The probe's verdict, with a hint that says where to look when the peer does not answer."""
+    down_hint = (f"on {peer}: pilotctl daemon status  (start it with: pilotctl daemon start); a daemon that just "
+                 "restarted can take ~10 s to answer again")
+    if isinstance(probe, Timeout):
+        return Check("ping", False, f"{peer} did not answer within {PROBE_BOUND_S:g}s (probe stopped)", down_hint)
+    if isinstance(probe, PilotError):
+        return Check("ping", False, f"{peer}: {probe.message}", probe.hint or down_hint)
+    if probe.answered:
+        rtt = f"{probe.rtt_ms:.1f} ms" if probe.rtt_ms is not None else "?"
+        return Check("ping", True, f"{peer} is reachable ({probe.target}): echo answered in {rtt}")
+    why = probe.errors[0] if probe.errors else "no answer"
+    return Check("ping", False, f"{peer} ({probe.target}) does not answer: {why}", down_hint)
 
 
 def _receiver_check(pilotctl: Pilotctl) -> Check:

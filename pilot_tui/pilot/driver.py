@@ -139,6 +139,22 @@ def _b64(value: Any) -> bytes | None:
 
 
 @dataclass(frozen=True, slots=True)
+class PingResult:
+    """What ``ping`` saw: how many echo probes came back, the best round trip, and each failed probe's error.
+
+    ``answered`` is the verdict a caller wants: pilotctl exits 1 with this same envelope when every probe failed.
+    """
+
+    target: str
+    sent: int
+    answered: int
+    rtt_ms: float | None
+    errors: tuple[str, ...]
+    deadline_passed: bool
+    """pilotctl's ``timeout``: its ``--timeout`` ran out between probes (not every probe was made)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonStatus:
     """``daemon status``: pilotctl always exits 0 here, so ``running``/``responsive`` carry the answer."""
 
@@ -280,6 +296,49 @@ class Pilotctl:
         if reason:
             args.append(reason)
         return await self.call(*args)
+
+    async def ping(
+        self, target: str, *, count: int = 1, timeout: float = 3.0, bound: float | None = None,
+        auto_handshake: bool = True,
+    ) -> PingResult:
+        """Echo probes to ``target``'s built-in echo port (``pilotctl ping``): is the peer reachable right now?
+
+        pilotctl gives ``--timeout`` to the whole run but lets each dial take at least 10 s, so ``bound`` (default
+        ``timeout`` + 2 s) kills the process: past it this raises :class:`~pilot_tui.pilot.errors.Timeout`.
+        Failed probes are not an exception — pilotctl then exits 1 yet prints its ``ok`` envelope on stdout, which
+        comes back as ``answered == 0`` with the probes' errors. Refusals before any probe (``trust_required``,
+        ``not_found``, ``not_running``) raise the typed error from the stderr envelope.
+
+        To an untrusted PUBLIC peer pilotctl first sends a handshake and waits for it (up to ~20 s);
+        ``auto_handshake=False`` passes ``--no-auto-handshake`` so a probe changes nothing (the flag also skips the
+        client-side refusal of untrusted private peers, whose daemon then drops the probe: keep the default there).
+        """
+        limit = timeout + 2.0 if bound is None else bound
+        args = ["ping", check_target(target), "--count", str(max(1, int(count))), "--timeout", go_duration(timeout)]
+        if not auto_handshake:
+            args.append("--no-auto-handshake")  # last: pilotctl's parser would take a following word as its value
+        status, out, err = await self.raw(*args, timeout=limit)
+        line = out.strip().splitlines()[-1] if out.strip() else b""
+        try:
+            env = orjson.loads(line) if line else None
+        except orjson.JSONDecodeError:
+            env = None
+        if not isinstance(env, dict) or env.get("status") != "ok" or not isinstance(env.get("data"), dict):
+            if status != 0:
+                raise error_from_envelope(err, status)
+            raise BadResponse(f"pilotctl ping printed no JSON envelope: {line[:120]!r}")
+        data = env["data"]
+        probes = [r for r in data.get("results") or [] if isinstance(r, dict)]
+        good = [r for r in probes if "error" not in r]
+        rtts = [float(r["rtt_ms"]) for r in good if isinstance(r.get("rtt_ms"), (int, float))]
+        return PingResult(
+            target=str(data.get("target") or data.get("to") or target),
+            sent=len(probes),
+            answered=len(good),
+            rtt_ms=min(rtts) if rtts else None,
+            errors=tuple(str(r["error"]) for r in probes if "error" in r),
+            deadline_passed=bool(data.get("timeout")),
+        )
 
     # -- streams ---------------------------------------------------------------------------------------------
 

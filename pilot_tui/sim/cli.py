@@ -44,10 +44,13 @@ Communication:
   pilot-sim recv <port> [--count <n>] [--timeout <dur>]
   pilot-sim send-message <address|hostname> --data <text> | --data - | --data-file <path>
             [--type text|json|binary] [--wait <dur>] [--reply-to <id>] [--count <n>] [--timeout <dur>]
-  pilot-sim inbox [--limit <n>] [--full] [--latest] [--since <dur>] [--from <peer>]
+  pilot-sim inbox [--limit <n>] [--full] [--latest] [--since <dur|ts>] [--from <peer>]
   pilot-sim inbox read <id> | inbox --clear [--before <dur>]
   pilot-sim publish <address|hostname> <topic> --data <message>
   pilot-sim subscribe <address|hostname> <topic|*> [--count <n>] [--timeout <dur>]
+
+Diagnostics:
+  pilot-sim ping <address|hostname> [--count <n>] [--timeout <dur>]
 
 Environment:
   PILOT_SOCKET       node socket (default /tmp/pilot.sock)
@@ -239,6 +242,7 @@ COMMANDS: dict[str, Callable[[Ctx, list[str]], int]] = {
     "subscribe": _lazy("cli_stream", "cmd_subscribe"),
     "send-message": _lazy("cli_message", "cmd_send_message"),
     "inbox": _lazy("inbox", "cmd_inbox"),
+    "ping": _lazy("cli_ping", "cmd_ping"),
 }
 
 

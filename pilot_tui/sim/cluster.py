@@ -188,14 +188,15 @@ def restart_node(node: SimNode, faults: Mapping[str, object] | None = None) -> S
 
 
 def establish_trust(a: SimNode, b: SimNode, justification: str = "sim cluster") -> None:
-    """One handshake on ``a`` and one approve on ``b``: mutual trust, as with the real pilotctl."""
+    """One handshake on ``a`` and one approve on ``b``: traffic flows both ways, as with the real pilotctl (whose
+    ``trust`` then shows ``mutual: true`` on ``a`` and ``mutual: false`` on the approver ``b``)."""
     a.json("handshake", b.hostname, justification)
     b.json("approve", str(a.node_id))
 
 
 def set_faults(node: SimNode, **faults: object) -> None:
     """Change a running node's faults without a restart (drop_rate, latency_ms, refuse_dials,
-    lose_first_stream_after_restart, seed). Only the keys given change; the node applies them on its next dial."""
+    lose_first_stream_after_restart, slow_rate, slow_ms, seed). Only the keys given change; the node applies them on its next dial."""
     path = node.config_dir / FAULTS_FILE
     try:
         stamp = int(json.loads(path.read_text()).get("_changed", 0)) + 1
@@ -225,7 +226,7 @@ class SimCluster:
         public: Iterable[str] = (),
         auto_approve: Iterable[str] = (),
     ) -> list[SimNode]:
-        """Start nodes (in order: node ids follow it), then make each ``(a, b)`` pair in ``trust`` mutual."""
+        """Start nodes (in order: node ids follow it), then trust each ``(a, b)`` pair (``a`` asks, ``b`` approves)."""
         public, auto_approve = set(public), set(auto_approve)
         started = []
         for name in hostnames:

@@ -20,6 +20,8 @@ from typing import Any
 
 VERSION = "1.18.0-sim"
 DEFAULT_SOCKET = "/tmp/pilot.sock"
+PORT_ECHO = 7
+"""The daemon's built-in echo service, what ``pilotctl ping`` dials (bound by the daemon itself, like 1001/1002)."""
 PORT_STDIO = 1000
 PORT_DATAEXCHANGE = 1001
 PORT_EVENTSTREAM = 1002

@@ -6,8 +6,17 @@ restart exactly as the real one does. Writers hold an ``flock`` and replace the 
 so readers never see a half-written file and need no lock.
 
 Trust model (what the contract measured): ``handshake`` on A records a request and shows on B as pending;
-``approve`` on B makes trust mutual; ``approve`` with nothing pending says success and changes nothing; two nodes
-that handshake each other end up trusting each other, like a handshake answered by a handshake.
+``approve`` on B gives both nodes a trust record, so traffic flows both ways; ``approve`` with nothing pending says
+success and changes nothing; two nodes that handshake each other end up trusting each other, like a handshake
+answered by a handshake.
+
+Each trust record carries the ``mutual`` flag pilotctl's ``trust`` shows, set the way the real 1.18 daemon sets it
+(measured 2026-12-04, and ``pkg/daemon/handshake.go``): the approver's record of the requester says
+``mutual: false`` (``ApproveHandshake`` writes no flag) while the requester's record says ``mutual: true`` (set
+when the peer's accept arrives); a handshake answered by a handshake is ``true`` on both sides. The flag is not a
+trust test: a tunnel needs both records (:meth:`Registry.mutual`), never the flag. A handshake from a node that
+already holds a record of the peer sends nothing (the daemon's ``SendRequest`` returns early), so the approver's
+reverse handshake leaves no pending request on the requester.
 """
 
 from __future__ import annotations
@@ -119,20 +128,29 @@ class Registry:
         return str(peer_id) in data["trust"].get(str(node_id), {})
 
     def mutual(self, a: int, b: int) -> bool:
-        """True when a and b trust each other (what a tunnel between private nodes needs)."""
+        """True when a and b each hold a trust record of the other (what a tunnel between private nodes needs).
+
+        Not pilotctl's ``mutual`` flag: after an approve the approver's record says ``mutual: false`` although this
+        is True and traffic flows both ways."""
         data = self.load()
         return self.trusts(a, b, data) and self.trusts(b, a, data)
 
     def handshake(self, src: int, dst: int, justification: str, auto_approve: bool) -> str:
-        """Ask ``dst`` to trust ``src``. Returns ``sent``, ``approved`` or ``already_trusted``."""
+        """Ask ``dst`` to trust ``src``. Returns ``sent``, ``approved`` or ``already_trusted``.
+
+        ``already_trusted`` whenever ``src`` holds a record of ``dst`` — on either side of an approve, as the real
+        daemon's ``SendRequest`` (nothing is sent, so nothing shows as pending on ``dst``)."""
         now = int(time.time())
         with self._edit() as data:
             if str(dst) not in data["nodes"]:
                 raise RegistryError(f"node {dst} not found")
-            if self.trusts(src, dst, data) and self.trusts(dst, src, data):
+            if self.trusts(src, dst, data):
                 return "already_trusted"
-            if auto_approve or str(src) in data["requests"].get(str(dst), {}):
-                _make_mutual(data, src, dst, now)
+            if str(src) in data["requests"].get(str(dst), {}):  # a handshake answered by a handshake
+                _record_trust(data, src, dst, now, src_mutual=True, dst_mutual=True)
+                return "approved"
+            if auto_approve:  # dst approves at once, as if its operator had run ``approve``
+                _record_trust(data, src, dst, now, src_mutual=True, dst_mutual=False)
                 return "approved"
             data["requests"].setdefault(str(src), {})[str(dst)] = now
             queue = [p for p in data["pending"].get(str(dst), []) if p["node_id"] != src]
@@ -147,7 +165,8 @@ class Registry:
         with self._edit() as data:
             if not any(p["node_id"] == peer_id for p in data["pending"].get(str(node_id), [])):
                 return False
-            _make_mutual(data, node_id, peer_id, int(time.time()))
+            # the requester learns of the approval (its record: mutual), the approver's own record is not
+            _record_trust(data, peer_id, node_id, int(time.time()), src_mutual=True, dst_mutual=False)
             return True
 
     def reject(self, node_id: int, peer_id: int) -> bool:
@@ -164,16 +183,19 @@ class Registry:
         return list(self.load()["pending"].get(str(node_id), []))
 
     def trusted(self, node_id: int) -> list[dict[str, Any]]:
-        """The peers ``node_id`` trusts, in pilotctl's ``trust`` record shape."""
+        """The peers ``node_id`` trusts, in pilotctl's ``trust`` shape (``mutual`` as the real daemon sets it)."""
         data = self.load()
         out = []
         for peer, rec in data["trust"].get(str(node_id), {}).items():
             other = data["nodes"].get(peer, {})
+            mutual = rec.get("mutual")
+            if mutual is None:  # a registry written before the flag was kept
+                mutual = self.trusts(int(peer), node_id, data)
             out.append(
                 {
                     "approved_at": rec["approved_at"],
                     "hostname": other.get("hostname", ""),
-                    "mutual": self.trusts(int(peer), node_id, data),
+                    "mutual": bool(mutual),
                     "network": 0,
                     "node_id": int(peer),
                     "public_key": other.get("public_key", ""),
@@ -182,10 +204,13 @@ class Registry:
         return out
 
 
-def _make_mutual(data: dict[str, Any], a: int, b: int, now: int) -> None:
-    """Record trust both ways and clear the requests/pending entries between a and b."""
-    for x, y in ((a, b), (b, a)):
-        data["trust"].setdefault(str(x), {})[str(y)] = {"approved_at": now}
+def _record_trust(
+    data: dict[str, Any], src: int, dst: int, now: int, *, src_mutual: bool, dst_mutual: bool
+) -> None:
+    """Give ``src`` (the requester) and ``dst`` a trust record of each other, with the ``mutual`` flag each one's
+    daemon would show, and clear the requests/pending entries between them."""
+    for x, y, flag in ((src, dst, src_mutual), (dst, src, dst_mutual)):
+        data["trust"].setdefault(str(x), {})[str(y)] = {"approved_at": now, "mutual": flag}
         data["requests"].get(str(x), {}).pop(str(y), None)
         data["pending"][str(x)] = [p for p in data["pending"].get(str(x), []) if p["node_id"] != y]
 

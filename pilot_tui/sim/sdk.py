@@ -237,7 +237,7 @@ class Driver:
         return self._call("handshake", node_id=node_id, justification=justification)
 
     def approve_handshake(self, node_id: int) -> dict[str, Any]:
-        """Approve ``node_id``'s pending request (trust becomes mutual)."""
+        """Approve ``node_id``'s pending request (traffic then flows both ways; our trust entry says mutual: false)."""
         return self._call("approve", node_id=node_id)
 
     def reject_handshake(self, node_id: int, reason: str = "") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pilot_tui.aiotime import within
 
-from .proto import PORT_DATAEXCHANGE, PORT_EVENTSTREAM, SERVICE_PORTS, dumps_line
+from .proto import PORT_DATAEXCHANGE, PORT_ECHO, PORT_EVENTSTREAM, SERVICE_PORTS, dumps_line
 from .services import serve_dataexchange
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Streams:
     ) -> None:
         """Bind a port for as long as this connection stays open."""
         port = int(req["port"])
-        if port in SERVICE_PORTS or port in self.bindings or not 0 < port < 65536:
+        if port in SERVICE_PORTS or port == PORT_ECHO or port in self.bindings or not 0 < port < 65536:
             writer.write(dumps_line({"error": f"bind: daemon: port {port} already bound"}))
             await writer.drain()
             return
@@ -165,7 +165,7 @@ class Streams:
             error = "connection refused"
         elif not self.node.public and not self.node.registry.mutual(self.node.node_id, src):
             error = "connection refused: peer not trusted"
-        elif port not in SERVICE_PORTS and binding is None:
+        elif port not in SERVICE_PORTS and port != PORT_ECHO and binding is None:
             error = "connection refused"
         if error:
             writer.write(dumps_line({"error": error}))
@@ -178,6 +178,8 @@ class Streams:
             await self._count(serve_dataexchange(reader, writer, sender, self.node.inbox))
         elif port == PORT_EVENTSTREAM:
             await self._count(self.node.broker.serve(reader, writer, sender))
+        elif port == PORT_ECHO:
+            await self._count(_serve_echo(reader, writer))
         elif binding is not None:
             fate = self.node.faults.on_delivery()
             if (
@@ -226,6 +228,16 @@ class Streams:
             with contextlib.suppress(OSError, RuntimeError, ValueError):
                 if dst.can_write_eof():
                     dst.write_eof()
+
+
+async def _serve_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The built-in echo service (port 7) that ``ping`` measures: every chunk goes straight back."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    with contextlib.suppress(OSError, RuntimeError, ValueError):
+        writer.close()
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

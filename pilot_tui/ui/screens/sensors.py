@@ -182,7 +182,9 @@ class SensorsScreen(SecondaryScreen):
         body.append(" says: ")
         body.append_text(safe_text(request.get("justification") or "(no justification)", style="italic"))
         body.append("\n\n")
-        body.append("Approving makes trust mutual: it can then send events to this orchestrator."
+        # pilotctl 1.18 lists an approved node as "mutual: false" on the approving side; that is full trust
+        body.append("Approving trusts it both ways: it can then send events to this orchestrator (pilotctl trust "
+                    "lists it here as mutual: false — normal on the approving side)."
                     if approve else "Rejecting drops its request; it may ask again.")
         verb = "approve" if approve else "reject"
 
