@@ -324,18 +324,20 @@ def peak_rss_kb_self() -> int:
 
 
 class Headless:
-    """A ``pilot-tui MODE --headless`` process running as a pilot-sim node.
+    """A ``pilot-tui MODE --headless`` process running as a pilot-sim node (or a real lab node).
 
     stdout goes to ``out`` (the accepted events / send results); stderr to ``out`` + ``.err``. :meth:`stop` reads
     its peak RSS (``VmHWM``, see :func:`peak_rss_kb_self`) just before stopping it, and reaps it with ``wait4`` for
     its CPU time and ``ru_maxrss``.
     """
 
-    def __init__(self, mode: str, args: Sequence[str], env: Mapping[str, str], out: Path) -> None:
+    def __init__(self, mode: str, args: Sequence[str], env: Mapping[str, str], out: Path,
+                 pilotctl: str | None = None) -> None:
+        """``pilotctl``: the binary it drives (default: pilot-sim; the real-daemon bench passes the wheel's)."""
         self.mode = mode
         self.out = out
         self.err = out.with_name(out.name + ".err")
-        full_env = {**os.environ, **env, "PILOTCTL": sim_binary(), "PYTHONUNBUFFERED": "1"}
+        full_env = {**os.environ, **env, "PILOTCTL": pilotctl or sim_binary(), "PYTHONUNBUFFERED": "1"}
         self._stdout = out.open("ab")
         self._stderr = self.err.open("ab")
         self.popen = subprocess.Popen(

@@ -93,36 +93,48 @@ def _append(fd: int, first: int, count: int) -> list[tuple[str, float]]:
     return [(burst_ip(i), now) for i in range(first, first + count)]
 
 
-def _warm_up(fd: int, first: int, count: int, orch_db: Path, procs: list[Headless], timeout: float = 60) -> None:
+def _warm_up(fd: int, first: int, count: int, orch_db: Path, procs: list[Headless], timeout: float = 60,
+             expect: int | None = None) -> None:
     """A few lines through the whole path so start-up (tailer attach, first connect) is not measured."""
     _append(fd, first, count)
-    wait_until(lambda: count_events(orch_db) >= count, timeout, "warm-up events at the orchestrator", procs)
+    target = count if expect is None else expect
+    wait_until(lambda: count_events(orch_db) >= target, timeout, "warm-up events at the orchestrator", procs)
 
 
 def latency_run(workdir: Path, backend: str, n: int, rate: float = RATE) -> dict[str, Any]:
     """Append ``n`` lines at ``rate``/s, wait until all are stored; latencies in seconds with a breakdown."""
     net, _o, _x, orch, oracle, log = _start_pair(workdir, backend)
-    orch_db, oracle_db = workdir / "orch" / "orchestrator.db", workdir / "oracle" / "oracle.db"
-    warm = 5
-    appended: dict[str, float] = {}
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
-        try:
-            _warm_up(fd, 100_000, warm, orch_db, [orch, oracle])
-            start = time.time()
-            for i in range(n):
-                delay = start + i / rate - time.time()
-                if delay > 0:
-                    time.sleep(delay)
-                appended.update(_append(fd, i, 1))
-            sent_s = time.time() - start
-        finally:
-            os.close(fd)
-        wait_until(lambda: count_events(orch_db) >= warm + n, 60 + n / rate, f"{n} events stored ({backend})",
-                   [orch, oracle], poll=0.2)
-        done = time.time()
+        result = measure_latency(log, workdir / "orch" / "orchestrator.db", workdir / "oracle" / "oracle.db",
+                                 [orch, oracle], n, rate, backend)
     finally:
         _stop(net, oracle, orch)
+    return {"backend": backend, **result}
+
+
+def measure_latency(log: Path, orch_db: Path, oracle_db: Path, procs: list[Headless], n: int, rate: float,
+                    label: str) -> dict[str, Any]:
+    """With a headless oracle tailing ``log`` into a headless orchestrator (``procs``, both running): append ``n``
+    lines at ``rate``/s (after a warm-up), wait until all are stored and split each latency into tail+detect and
+    deliver. Also used by the real-daemon bench (:mod:`bench.real_bench`)."""
+    warm = 5
+    before = count_events(orch_db)
+    appended: dict[str, float] = {}
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    try:
+        _warm_up(fd, 100_000 + before, warm, orch_db, procs, expect=before + warm)
+        start = time.time()
+        for i in range(n):
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            appended.update(_append(fd, before + i, 1))
+        sent_s = time.time() - start
+    finally:
+        os.close(fd)
+    wait_until(lambda: count_events(orch_db) >= before + warm + n, 60 + n / rate, f"{n} events stored ({label})",
+               procs, poll=0.2)
+    done = time.time()
     stored = {ip: (eid, at) for eid, ip, at in query_readonly(orch_db, "SELECT id, source_ip, received_at FROM events")}
     created = dict(query_readonly(oracle_db, "SELECT id, created FROM outbox"))
     acks = dict(query_readonly(oracle_db, "SELECT ack, COUNT(*) FROM outbox GROUP BY ack"))
@@ -138,7 +150,7 @@ def latency_run(workdir: Path, backend: str, n: int, rate: float = RATE) -> dict
         return {f"p{p}": percentile(xs, p) for p in (50, 95, 99)} | {"max": max(xs), "mean": sum(xs) / len(xs)}
 
     return {
-        "backend": backend, "events": n, "rate_per_s": rate, "append_seconds": sent_s,
+        "events": n, "rate_per_s": rate, "append_seconds": sent_s,
         "seconds_until_all_stored": done - start, "latency_s": pct(total), "tail_detect_s": pct(tail),
         "deliver_s": pct(deliver), "oracle_acks": acks,
     }

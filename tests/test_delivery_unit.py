@@ -352,3 +352,48 @@ def test_headless_orchestrator_logs_receiver_state_changes_only(capsys) -> None:
     lines = [orjson.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert [(x["name"], x["state"]) for x in lines] == [("inbox", "running"), ("inbox", "restarting"),
                                                          ("stream", "running")]
+
+
+async def test_stragglers_wait_for_the_send_in_flight_but_a_burst_overlaps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On real 1.18 every extra stream feeds the receiver's SYN rate limit: a few new events beside a send in flight
+    wait for it (no second connect); a whole batch of backlog gets a connect of its own."""
+
+    class SlowDriver(FakeDriver):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.active = self.peak = 0
+
+        async def connect(self, target, port, payload, *, timeout):  # type: ignore[no-untyped-def]
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            await asyncio.sleep(0.2)
+            self.active -= 1
+            self.payloads.append(payload)
+            lines = payload.strip().split(b"\n")
+            ids = [orjson.loads(x)["id"] for x in lines]
+            from pilot_tui.store.events import IngestResult
+
+            stored = [make_event("1.2.3.4", "x", "low", event_id=i) for i in ids]
+            return ConnectResult(target, port, build_ack(payload, IngestResult(stored=stored, ids=ids)).decode(),
+                                 len(payload), 0.2)
+
+    box = Outbox(tmp_path / "o.db")
+    driver = SlowDriver()
+    sender = Sender(driver, box, u.UpdateBus(), peer="orch", batch_events=50)  # type: ignore[arg-type]
+    task = asyncio.create_task(sender.run())
+    try:
+        for i in range(5):  # sparse events while the first send is slow
+            box.record([make_event("203.0.113.7", "x", "high", sensor="s", seq=i)], {})
+            sender.wake()
+            await asyncio.sleep(0.03)
+        while box.depth():
+            await asyncio.sleep(0.02)
+        assert driver.peak == 1 and len(driver.payloads) == 2  # the first event, then the four that waited
+        box.record([make_event("203.0.113.8", "x", "high", sensor="s", seq=100 + i) for i in range(200)], {})
+        sender.wake()
+        while box.depth():
+            await asyncio.sleep(0.02)
+        assert driver.peak >= 2  # a burst of four full batches overlaps
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,8 +1,10 @@
 """Tail control on pilot-sim: a slow connect must not hold up the events behind it.
 
-Real 1.18 daemons make ~2 % of connects take ~270 ms extra; pilot-sim's ``slow_rate``/``slow_ms`` faults reproduce
-that (scaled up here — 20 % of dials, 1.5 s each — so a short run shows it). The sender keeps several batches in flight and sends a batch once
-more when it is unanswered well past the recent median (a hedge); ids make the duplicate harmless.
+pilot-sim's ``slow_rate``/``slow_ms`` faults make a random fraction of dials slow (scaled up here — 20 % of dials,
+1.5 s each — so a short run shows it). With hedging on (``PILOT_TUI_HEDGE=1``) the sender keeps several batches in
+flight and sends a batch once more when it is unanswered well past the recent median; ids make the duplicate
+harmless. (On real 1.18 daemons the tail has another cause, the receiver's SYN rate limit, which extra streams feed:
+there hedging stays off and ``-syn-whitelist`` removes the tail; see ``bench/real_bench.py``.)
 """
 
 from __future__ import annotations

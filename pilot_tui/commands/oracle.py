@@ -62,6 +62,12 @@ def connect_timeout_from_env(env: Mapping[str, str] | None = None) -> float:
     return value
 
 
+HEDGE_ENV = "PILOT_TUI_HEDGE"
+"""``1`` sends a small batch a second time when its connect is slow (see :mod:`pilot_tui.engines.sender`): for
+paths whose tail is random loss; on real 1.18 daemons the tail is the receiver's SYN rate limit, which a duplicate
+feeds, so it is off by default."""
+
+
 def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  # type: ignore[no-untyped-def]
     """Wire sources, rules, outbox and sender for these arguments (raises ValueError / PilotError / RuleError)."""
     from pilot_tui.detect import Detector, load_rules
@@ -82,7 +88,8 @@ def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  #
     rules = load_rules(rules_file=args.rules)
     detector = Detector(rules, allowlist=list(args.allowlist or []), sensor=sensor)
     config = OracleConfig(peer=args.peer, port=args.port or 1000, transport=args.transport or "stream",
-                          sensor=sensor, connect_timeout=connect_timeout_from_env())
+                          sensor=sensor, connect_timeout=connect_timeout_from_env(),
+                          hedge=os.environ.get(HEDGE_ENV, "").strip() in ("1", "true", "yes"))
     return OracleEngine(pilotctl or make_pilotctl(args.pilotctl), outbox, [sources], detector, config)
 
 

@@ -53,6 +53,8 @@ class OracleConfig:
     """Seconds a stream connect waits for the orchestrator's acknowledgement."""
     keep_delivered_s: float = 7 * 86400
     """Delivered and rejected outbox rows are deleted once this old."""
+    hedge: bool = False
+    """Send a slow small batch a second time (tail control for lossy paths; see :mod:`.sender`)."""
 
 
 class OracleEngine:
@@ -73,7 +75,8 @@ class OracleEngine:
         self.config = config
         self.bus = u.UpdateBus()
         self.sender = Sender(pilotctl, outbox, self.bus, peer=config.peer, port=config.port,
-                             transport=config.transport, connect_timeout=config.connect_timeout)
+                             transport=config.transport, connect_timeout=config.connect_timeout,
+                             hedge=config.hedge)
         self.lines_read = 0
         self.detections = 0
         self.recent: deque[ThreatEvent] = deque(maxlen=500)

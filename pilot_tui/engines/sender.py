@@ -8,11 +8,19 @@
 * ``message`` — ``pilotctl send-message <peer> --type json --data -``: the receiving daemon acknowledges and keeps
   it in its inbox even while pilot-tui is not running there (``daemon-ack``).
 
-**Several batches in flight.** Up to ``inflight`` sends run at once, each on its own rows, so a slow connect (on
-the real network ~2 % take ~270 ms inside Pilot, and the first one after a peer restart ~9 s) does not hold up the
-events behind it. A batch not acknowledged after ``hedge_after`` (a few times the recent median, see
-:meth:`Sender.hedge_delay`) is sent once more on a second connect; whichever answers first settles the rows and ids
-make the duplicate harmless. Hedges are counted in :class:`~.updates.OutboxState`. Batches may therefore arrive
+**Several batches in flight, only for a backlog.** While one send is on its way, another starts only when the
+pending rows fill a whole batch (a burst): then up to ``inflight`` sends and :data:`INFLIGHT_BYTES` overlap, and a
+burst is bytes-bound. Sparse events never get a connect of their own beside one in flight: they wait for it and
+go together. Measured on real 1.18 daemons (``bench/real_bench.py``, 40 lines/s): the receiving daemon's SYN rate
+limit (``pilot-daemon -syn-rate-limit``, default 100/s) is what makes ~1 connect in 2 take ~250 ms extra once a
+sender opens ~40 streams/s; each extra stream (a parallel send, a duplicate) feeds it: p99 276 ms one at a time,
+2.4-9.3 s with four in flight. With ``-syn-whitelist <oracle ids>`` on the orchestrator's daemon the tail is gone
+(p50 11.6 ms, p99 16.7 ms).
+
+**Hedging (opt-in, ``hedge=True`` / ``PILOT_TUI_HEDGE=1``).** A small batch unanswered after a few times the recent
+median (:meth:`Sender.hedge_delay`) is sent once more on a second connect; whichever answers first settles the rows
+and ids make the duplicate harmless, and sparse events get sends of their own beside one in flight. It cuts a tail
+of random slow paths (pilot-sim's ``slow_rate`` fault), not a rate limiter's, so it is off by default. Hedges are counted in :class:`~.updates.OutboxState`. Batches may arrive
 out of order; the orchestrator's gap check allows for that.
 
 Failures keep the rows pending and back off (exponential with jitter, capped); ``retry_now`` cuts the wait short.
@@ -64,10 +72,19 @@ BATCH_EVENTS = 1000
 one connect: ~80-160 ms for 1,000 events (240 KB) on real 1.18 daemons. Under light load batches are small anyway:
 a send takes whatever is pending when a slot is free."""
 
-BATCH_BYTES = 512 * 1024
+BATCH_BYTES = 256 * 1024
 
 INFLIGHT = 4
 """Sends in flight at once (each a pilotctl process; a 2-core oracle gains nothing beyond a few)."""
+
+INFLIGHT_BYTES = 512 * 1024
+"""Payload bytes in flight at once (at least one batch always goes). Measured on real 1.18 daemons: two 208 KB
+connects at a time ran for minutes; four 416 KB ones wedged the path to the peer (every connect timed out, then
+``connection_failed`` for a minute). A burst is bytes-bound anyway (~2-3 MB/s through one daemon pair)."""
+
+HEDGE_MAX_BYTES = 64 * 1024
+"""Only batches up to this size are hedged: the tail that hurts is a few events stuck behind a slow connect; a
+second copy of a big batch only adds load where the path is already busy."""
 
 HEDGE_MIN_S = 0.04
 HEDGE_MAX_S = 2.0
@@ -141,7 +158,7 @@ class Sender:
         batch_events: int = BATCH_EVENTS,
         batch_bytes: int = BATCH_BYTES,
         inflight: int = INFLIGHT,
-        hedge: bool = True,
+        hedge: bool = False,
     ) -> None:
         if transport not in ("stream", "message"):
             raise ValueError(f"unknown transport {transport!r}")
@@ -220,12 +237,21 @@ class Sender:
             return
         while len(self._flights) < self.inflight:
             busy = {r.id for f in self._flights for r in f.rows}
-            rows = self.outbox.pending(limit=self.batch_events, max_bytes=self.batch_bytes, skip=busy)
-            if not rows:
+            room = INFLIGHT_BYTES - sum(len(f.payload) for f in self._flights)
+            if self._flights and room < 4096:
                 return
+            budget = min(self.batch_bytes, room) if self._flights else self.batch_bytes
+            rows = self.outbox.pending(limit=self.batch_events, max_bytes=budget, skip=busy)
+            if not rows or (self._flights and not self.hedge and not self._full(rows, budget)):
+                return  # stragglers wait for the send in flight: one more stream would only feed the SYN limit
             flight = _Flight(rows, frame_batch(rows), time.monotonic())
             flight.tasks.append(self._start(flight))
             self._flights.append(flight)
+
+    def _full(self, rows: list[OutboxRow], budget: int) -> bool:
+        """A batch worth a stream of its own beside one in flight: as many events or (nearly) as many bytes as a
+        batch may hold."""
+        return len(rows) >= self.batch_events or sum(len(r.body) + 1 for r in rows) >= budget * 3 // 4
 
     def _start(self, flight: _Flight) -> asyncio.Task[Settlement | None]:
         return asyncio.create_task(self._send(flight.payload, flight.ids), name="sender-send")
@@ -237,7 +263,7 @@ class Sender:
         if self._retry_at > now and not self.paused:
             deadlines.append(self._retry_at)
         for flight in self._flights:
-            if self.hedge and not flight.hedged:
+            if self._may_hedge(flight):
                 deadlines.append(flight.started + self.hedge_delay(len(flight.payload)))
             if flight.started + STALL_S > now:
                 deadlines.append(flight.started + STALL_S)
@@ -259,12 +285,13 @@ class Sender:
         per_kb = statistics.median(self._times)
         return min(HEDGE_MAX_S, max(HEDGE_MIN_S, HEDGE_FACTOR * per_kb * max(1.0, size / 1024)))
 
+    def _may_hedge(self, flight: _Flight) -> bool:
+        return self.hedge and not flight.hedged and len(flight.payload) <= HEDGE_MAX_BYTES
+
     def _hedge_slow(self) -> None:
-        if not self.hedge:
-            return
         now = time.monotonic()
         for flight in self._flights:
-            if not flight.hedged and now - flight.started >= self.hedge_delay(len(flight.payload)):
+            if self._may_hedge(flight) and now - flight.started >= self.hedge_delay(len(flight.payload)):
                 flight.tasks.append(self._start(flight))
                 self.hedges += 1
                 self._emit_outbox()
