@@ -1,4 +1,4 @@
-"""``python -m bench all|scan|e2e|throughput|ingest|startup|ui [--quick] [--results-dir DIR]``
+"""``python -m bench all|scan|e2e|throughput|ingest|startup|idle|ui [--quick] [--results-dir DIR]``
 
 Runs the benchmarks, each against a baseline measured in the same run, prints their tables, writes
 ``<results>/<name>.json`` and, at the end, the markdown table of headline figures (``README-table.md``), built from
@@ -6,6 +6,12 @@ every result in the results folder.
 
 ``--quick`` uses tiny sizes (a smoke run, well under a minute; its figures are not for quoting) and by default writes
 to ``bench/results/quick/`` so it never overwrites the figures of a full run.
+
+``python -m bench lab [--check] [--quick] [--rendezvous PATH]``: real ``pilot-daemon`` nodes on a loopback network
+namespace (``bench/lab.py``; needs root and a rendezvous binary from ``$PILOT_RENDEZVOUS``, else it says why and
+skips). It has its own options, so it gets its arguments as they are, and it is not part of ``all``.
+``python -m bench real [--quick]``: the headless oracle and orchestrator on that lab (latency, bursts, the seed's way
+side by side; ``bench/real_bench.py``); not part of ``all`` either.
 """
 
 from __future__ import annotations
@@ -65,6 +71,18 @@ def _startup(ctx: Ctx) -> Any:
     return startup_bench.run(ctx)
 
 
+def _idle(ctx: Ctx) -> Any:
+    from . import idle_bench
+
+    return idle_bench.run(ctx)
+
+
+def _real(ctx: Ctx) -> Any:
+    from . import real_bench
+
+    return real_bench.run(ctx)
+
+
 UI_BENCH = ROOT / "bench" / "ui_bench.py"
 
 
@@ -112,15 +130,22 @@ BENCHES: dict[str, Callable[[Ctx], Any]] = {
     "throughput": _throughput,
     "ingest": _ingest,
     "startup": _startup,
+    "idle": _idle,
     "ui": _ui,
+    "real": _real,
 }
-ALL = ("startup", "ui", "e2e", "throughput", "ingest", "scan")
+ALL = ("startup", "idle", "ui", "e2e", "throughput", "ingest", "scan")
 """Order of ``all``: the benches that start measured processes come before the big in-process ones (scan, the
 ingest payloads), because on Linux a child's ``ru_maxrss`` starts from this process's own peak (ui_bench reports
 ``ru_maxrss``)."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lab"]:
+        from . import lab
+
+        return lab.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0].strip("`"))
     parser.add_argument("which", choices=("all", *BENCHES), help="one bench, or all of them in turn")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run); results go to results/quick/")

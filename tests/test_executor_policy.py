@@ -124,7 +124,7 @@ def test_watcher_asks_pilotctl_for_more_than_its_default_ten() -> None:
     from pilot_tui.pilot.inbox import InboxWatcher
 
     asyncio.run(InboxWatcher(Spy(), use_watchdog=False).poll_once())
-    assert seen_flags == [("--full", "--limit", "10000")]
+    assert seen_flags == [("--limit", "0")]  # 0 = all (pilotctl's default is the newest 10); previews, no bodies
 
 
 def test_executor_modules_import_no_textual() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401  (pytest fixtures)
@@ -165,3 +169,46 @@ def test_publish_subscribe_streams_ndjson(sim_nodes) -> None:  # noqa: F811
         proc = orch.run("--json", *args)
         assert proc.returncode == 1 and _err(proc)["code"] == "connection_failed"
     assert _err(an1.run("--json", "publish", "orch", "t"))["message"] == "--data is required"
+
+
+def _real_pilotctl() -> Path | None:
+    spec = importlib.util.find_spec("pilotprotocol")
+    path = Path(spec.origin).parent / "bin" / "pilotctl" if spec is not None and spec.origin else None
+    return path if path is not None and path.is_file() and os.access(path, os.X_OK) else None
+
+
+@pytest.mark.realpilot
+@pytest.mark.skipif(_real_pilotctl() is None, reason="pilotprotocol (real pilotctl) not installed")
+def test_inbox_since_window_matches_real_binary(tmp_path: Path) -> None:
+    """The listings the inbox watcher runs (``--limit 0``, ``--full --limit 0 --since <RFC 3339>``) against real
+    pilotctl 1.18 on the same hand-made inbox: ``--since`` keeps ``received_at >= since`` to the nanosecond, takes
+    any zone and fraction, never matches an unreadable time; ``--limit 0`` is all, past the default 10."""
+    home = tmp_path / "home"
+    inbox = home / ".pilot" / "inbox"
+    inbox.mkdir(parents=True)
+    for i in range(12):
+        rec = {"bytes": 2, "data": f"m{i}", "data_encoding": "utf8", "from": "0:0000.0000.0001",
+               "message_id": f"{i:032x}", "received_at": f"2026-11-25T12:00:{i:02d}.123456789Z", "type": "JSON"}
+        (inbox / f"JSON-20261125-1200{i:02d}.123-{i:06d}.json").write_text(json.dumps(rec))
+    odd = {"bytes": 1, "data": "z", "data_encoding": "utf8", "from": "0:0000.0000.0001", "received_at": "bogus",
+           "type": "TEXT"}
+    (inbox / "TEXT-20261125-120030.000-000099.json").write_text(json.dumps(odd))
+    (inbox / "JSON-20261125-120031.000-000100.json").write_text("{half a mess")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PILOT")}, "HOME": str(home),
+           "PILOT_SOCKET": str(tmp_path / "none.sock"), "PILOT_SIM_HOME": str(tmp_path / "net")}
+    real = str(_real_pilotctl())
+    for since in ("2026-11-25T12:00:09.123456789Z", "2026-11-25T12:00:09.123456790Z", "2026-11-25T12:00:09.123456Z",
+                  "2026-11-25T13:00:09.5+01:00", "2026-11-25T12:00:09Z", "2026-11-25T12:00:09"):
+        for args in (["--limit", "0"], ["--full", "--limit", "0"], ["--limit", "2"]):
+            argv = ["--json", "inbox", *args, "--since", since]
+            want = subprocess.run([real, *argv], env=env, capture_output=True, timeout=20, check=False)
+            got = subprocess.run([sys.executable, "-m", "pilot_tui.sim", *argv], env=env, capture_output=True,
+                                 timeout=20, check=False)
+            assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr), argv
+    listing = json.loads(subprocess.run([real, "--json", "inbox", "--limit", "0"], env=env, capture_output=True,
+                                        timeout=20, check=True).stdout)["data"]
+    assert listing["shown"] == listing["total"] == 13  # all, the unreadable time included; the broken file skipped
+    window = json.loads(subprocess.run([real, "--json", "inbox", "--limit", "0", "--since",
+                                        "2026-11-25T12:00:09.123456790Z"], env=env, capture_output=True,
+                                       timeout=20, check=True).stdout)["data"]
+    assert [m["message_id"][-1] for m in window["messages"]] == ["b", "a"]  # 09 is one nanosecond too old

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,26 @@ def preview(record: dict[str, Any]) -> str:
     return flat if len(flat) <= PREVIEW_RUNES else flat[:PREVIEW_RUNES] + "…"
 
 
-def _since(text: str) -> float:
-    """Unix time for ``--since 5m`` or ``--since <RFC3339>``."""
-    stamp = parse_rfc3339(text)
+def _stamp_ns(text: str) -> int | None:
+    """An RFC 3339 time as integer nanoseconds, or None.
+
+    pilotctl compares ``--since`` with ``received_at`` to the nanosecond (measured: ``--since`` one nanosecond after a
+    message's stamp leaves it out); a float of Unix seconds keeps only ~0.2 µs, so both sides are compared as ints.
+    """
+    m = re.fullmatch(r"([^.]*T\d\d:\d\d:\d\d)(?:\.(\d+))?(.*)", text.strip())
+    whole = parse_rfc3339(m.group(1) + m.group(3)) if m else None
+    if m is None or whole is None:
+        return None
+    return round(whole) * 1_000_000_000 + int((m.group(2) or "")[:9].ljust(9, "0"))
+
+
+def _since(text: str) -> int:
+    """Unix time in nanoseconds for ``--since 5m`` or ``--since <RFC3339>``."""
+    stamp = _stamp_ns(text)
     if stamp is not None:
         return stamp
     try:
-        return time.time() - parse_go_duration(text)
+        return time.time_ns() - round(parse_go_duration(text) * 1e9)
     except ValueError:
         raise CliError(
             "invalid_argument", "--since must be a duration (5m, 1h) or an RFC3339 timestamp"
@@ -83,9 +97,12 @@ def _matching(ctx: Ctx, flags: dict[str, str]) -> list[tuple[str, Path, dict[str
         rec = load(path)
         if rec is None:
             continue
-        at = parse_rfc3339(str(rec.get("received_at", "")))
-        if since is not None and (at is None or at < since):
-            continue
+        received = str(rec.get("received_at", ""))
+        at = parse_rfc3339(received)
+        if since is not None:
+            at_ns = _stamp_ns(received)
+            if at_ns is None or at_ns < since:  # measured: an unreadable time never matches --since
+                continue
         if before is not None and (at is None or at >= before):
             continue
         if sender is not None and rec.get("from") != sender:

@@ -30,7 +30,7 @@ from pilot_tui.sources.types import (
     LineBatch,
     RateMeter,
 )
-from pilot_tui.sources.watch import DirWatcher
+from pilot_tui.dirwatch import DirWatcher
 
 log = logging.getLogger(__name__)
 
