@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pilot_tui.aiotime import within
+from pilot_tui.dirwatch import DirWatcher
 from pilot_tui.sources.follower import FileFollower, TailOptions
 from pilot_tui.sources.identity import is_rotated_name, is_same_file, open_regular
 from pilot_tui.sources.types import (
@@ -30,7 +31,6 @@ from pilot_tui.sources.types import (
     LineBatch,
     RateMeter,
 )
-from pilot_tui.dirwatch import DirWatcher
 
 log = logging.getLogger(__name__)
 
