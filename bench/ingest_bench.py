@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from pilot_tui.engines.receiver import payload_lines, settle
 from pilot_tui.sim.burst import burst_ip
 
 from .common import (
@@ -98,14 +99,15 @@ def push(payloads: list[bytes], env: dict[str, str], parallel: int, budget_s: fl
             ack = None
             if proc.returncode == 0:
                 try:
-                    ack = orjson.loads(orjson.loads(proc.stdout)["data"]["response"].splitlines()[0])
-                except (ValueError, KeyError, IndexError, TypeError):
+                    reply = orjson.loads(proc.stdout)["data"]["response"]
+                    ack = settle(reply, payload, [str(k) for k in range(len(payload_lines(payload)))])
+                except (ValueError, KeyError, TypeError):  # BadAck is a ValueError
                     ack = None
             with lock:
                 if ack is not None:
                     latencies.append(took)
-                    stats["stored"] += len(ack.get("stored", []))
-                    stats["duplicate"] += len(ack.get("duplicate", []))
+                    stats["stored"] += len(ack.stored)
+                    stats["duplicate"] += len(ack.duplicate)
                     return
                 stats["failed_connects"] += 1
                 stats["retries"] += attempt < 2
@@ -165,7 +167,7 @@ def _machine_cpu_s() -> float | None:
 def _try_connect(payload: bytes, env: dict[str, str]) -> bool:
     proc = subprocess.run([sim_binary(), "--json", "connect", ORCH, "1000", "--timeout", "5s"], input=payload,
                           env=env, capture_output=True, timeout=30, check=False)
-    return proc.returncode == 0 and b"stored" in proc.stdout
+    return proc.returncode == 0 and b"pilot-tui.ack/" in proc.stdout  # our receiver answered
 
 
 def inprocess_run(payloads: list[bytes], work: Path) -> dict[str, Any]:
