@@ -9,7 +9,7 @@ event is handed to the loop with ``call_soon_threadsafe``, and bursts are collap
 
 Which events count is the caller's choice (``events``), because reading a file is an event too: inotify reports
 ``opened`` and ``closed_no_write`` when anyone reads a watched file, the poller included. A caller that woke on those
-would wake itself for ever; the tailer wants writes (``modified``, ``closed``), the inbox only new files
+would wake itself for ever; the tailer wants writes (``modified``, ``closed``), the inbox only new, complete files
 (:data:`NEW_FILES`).
 """
 
@@ -30,9 +30,13 @@ STRUCTURAL = frozenset({"created", "deleted", "moved"})
 """Files appeared, vanished or were renamed: when glob patterns are worth rescanning."""
 CHANGES = STRUCTURAL | {"modified", "closed"}
 """Anything written or renamed (``closed`` is a close after writing; a close after reading is ``closed_no_write``)."""
-NEW_FILES = frozenset({"created", "moved", "events_lost"})
-"""A file appeared or was renamed into place (an atomic write), or inotify's queue overflowed and some such event
-may be lost. Reading, closing, changing and deleting files are not in it."""
+NEW_FILES = frozenset({"created", "closed", "moved", "events_lost"})
+"""A file appeared, was written and closed, or was renamed into place (an atomic write), or inotify's queue
+overflowed and some such event may be lost. ``closed`` matters because pilot-daemon 1.18 writes an inbox file in
+place (inotify shows CREATE, MODIFY, CLOSE_WRITE): a listing woken by ``created`` may find it still empty and skip
+it, and the close that follows wakes the watcher again (``created`` stays for files moved in from elsewhere, which
+watchdog reports as created). Reading a file (``opened``, ``closed_no_write``), changing it and deleting it are not
+in it."""
 
 
 class _Handler(FileSystemEventHandler):

@@ -16,13 +16,15 @@ What one poll costs matters, because it runs while nothing happens (measured on 
 
 Both list one-line previews (≤ 121 characters each, whatever the body's size); full bodies are read with one more
 listing, ``inbox --full --limit 0 --since <the oldest new message>``, only when there are new messages, so each body
-is read about once.
+is read about once. When a new file woke the watcher there is mail for sure, so the window is listed with ``--full``
+at once: one pilotctl run per wake-up, which is most of the ``message`` transport's latency.
 
 ``--limit 0`` is pilotctl's "all" (1.18 ``inbox --help``; the default is the newest 10): no listing is ever cut, so a
 flood of newer messages cannot hide an older unprocessed one, neither from the watcher nor from :meth:`prune`.
 
 The directory pilotctl reports (``dir``) is watched with :class:`~pilot_tui.dirwatch.DirWatcher` to wake up early,
-on new files only (``created``, ``moved`` into it): pilotctl's own reads make inotify report ``opened`` /
+on new, complete files only (written and closed, or moved into it; see
+:data:`~pilot_tui.dirwatch.NEW_FILES`): pilotctl's own reads make inotify report ``opened`` /
 ``closed_no_write`` on every message file, and a watcher that took those for mail listed the inbox in a loop
 (measured: ~1.1 cores with 860 messages). While notifications work, the poll is a safety net every
 ``watched_poll_interval`` seconds; without them it runs every ``poll_interval`` seconds.
@@ -206,10 +208,12 @@ class InboxWatcher:
 
     # -- polling ---------------------------------------------------------------------------------------------
 
-    async def poll_once(self) -> list[InboxMessage]:
+    async def poll_once(self, woken: bool = False) -> list[InboxMessage]:
         """Poll the inbox once (complete or incremental, see the module docstring) and return the messages not yet
         seen, oldest first, with their full data (marking them as yielded).
 
+        ``woken``: a new file woke us, so there is mail: the incremental window is listed with full bodies at once
+        (one pilotctl run instead of a preview listing and a second one for the bodies — ~12 ms less per message).
         Raises :class:`~pilot_tui.pilot.errors.PilotError`; :meth:`messages` is the loop that absorbs those.
         """
         began = time.time()  # the daemon stamps received_at with the wall clock: the window is on the same clock
@@ -217,6 +221,12 @@ class InboxWatcher:
             listing = await self._list()
             self._known &= {m.message_id for m in listing}
             self._complete_due = time.monotonic() + self.complete_every
+        elif woken:
+            listing = await self._list("--full", "--since", rfc3339(self._since - SINCE_MARGIN_S))
+            fresh = self._unknown(listing)
+            self._known.update(m.message_id for m in fresh)
+            self._since = began
+            return fresh
         else:
             listing = await self._list("--since", rfc3339(self._since - SINCE_MARGIN_S))
         fresh = await self._bodies(self._unknown(listing))
@@ -272,9 +282,10 @@ class InboxWatcher:
         fresh: list[InboxMessage] = []
         try:
             while not self._closed:
+                woken = self._wake.is_set() and self.notifications
                 self._wake.clear()
                 try:
-                    fresh = await self.poll_once()
+                    fresh = await self.poll_once(woken)
                 except PilotError as exc:
                     self._set_status(
                         state="backoff", consecutive_errors=self.status.consecutive_errors + 1,
@@ -303,8 +314,6 @@ class InboxWatcher:
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await within(self._wake.wait(), seconds)
-        if self._wake.is_set() and not self._closed:
-            await asyncio.sleep(0.02)  # let the daemon finish writing the file that woke us
 
     # -- directory notifications -----------------------------------------------------------------------------
 
