@@ -397,3 +397,31 @@ async def test_stragglers_wait_for_the_send_in_flight_but_a_burst_overlaps(tmp_p
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_hanging_send_shows_the_peer_stalled_before_pilotctl_gives_up(outbox: Outbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Measured on 1.18: while the peer's daemon restarts, connect and send-message hang for seconds without an
+    error, and the peer state used to stay "reachable" all along."""
+    from pilot_tui.engines import sender as sender_mod
+
+    monkeypatch.setattr(sender_mod, "STALL_S", 0.2)
+
+    class Hanging(FakeDriver):
+        async def connect(self, target, port, payload, *, timeout):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.6)
+            return await super().connect(target, port, payload, timeout=timeout)
+
+    bus = u.UpdateBus()
+    seen: list[u.Update] = []
+    bus.subscribe(seen.append)
+    sender = Sender(Hanging([ack_all_but_last]), outbox, bus, peer="orch")  # type: ignore[arg-type]
+    task = asyncio.create_task(sender.run())
+    try:
+        await asyncio.sleep(0.4)
+        states = [x.state for x in seen if isinstance(x, u.PeerState)]
+        assert states == ["stalled"] and not [x for x in seen if isinstance(x, u.SendResult)]
+        await asyncio.sleep(0.5)
+        assert [x.state for x in seen if isinstance(x, u.PeerState)] == ["stalled", "reachable"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
