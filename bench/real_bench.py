@@ -60,7 +60,8 @@ def _start(lab: reallab.RealLab, workdir: Path, transport: str, backend: str = "
         raise RuntimeError(f"inbox --clear on {ORCH}: {clear}")
     orch = Headless("orchestrator", ["--state-dir", str(workdir / "orch"), "--stream-backend", backend],
                     orch_node.full_env(), workdir / "orch.out", pilotctl=str(orch_node.pilotctl_path))
-    log = workdir / "app.log"
+    log = workdir / "logs" / "app.log"  # its own directory: the tailer watches it, and our outputs are busy files
+    log.parent.mkdir(exist_ok=True)
     log.touch()
     rules = workdir / "bench.toml"
     rules.write_text(BURST_RULES)

@@ -65,6 +65,9 @@ PRUNE_MARGIN_S = 1.0
 SINCE_MARGIN_S = 5.0
 """How far an incremental poll looks back before the previous poll began: a message stamped just before that poll
 but whose file landed just after it (a slow write of a big message) is still in the window."""
+WOKEN_MARGIN_S = 1.0
+"""The look-back of a poll a new file woke: short, because at 40 messages/s every wake-up lists its window with full
+bodies (the preview polls and the complete listing keep the wider :data:`SINCE_MARGIN_S` and catch a straggler)."""
 WATCHED_POLL_S = 15.0
 """The safety-net poll period while directory notifications work (they wake the watcher for each new file)."""
 COMPLETE_EVERY_S = 60.0
@@ -222,7 +225,7 @@ class InboxWatcher:
             self._known &= {m.message_id for m in listing}
             self._complete_due = time.monotonic() + self.complete_every
         elif woken:
-            listing = await self._list("--full", "--since", rfc3339(self._since - SINCE_MARGIN_S))
+            listing = await self._list("--full", "--since", rfc3339(self._since - WOKEN_MARGIN_S))
             fresh = self._unknown(listing)
             self._known.update(m.message_id for m in fresh)
             self._since = began
