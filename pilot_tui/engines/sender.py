@@ -324,10 +324,12 @@ class Sender:
                     raise exc
             if answered:
                 self._finish(flight, settled)
-            elif all(t.done() for t in flight.tasks):
-                self._fail(flight, flight.errors[-1])
-            else:
+            elif not all(t.done() for t in flight.tasks):
                 continue
+            elif flight.errors:
+                self._fail(flight, flight.errors[-1])
+            else:  # every send was cancelled: nothing was learned, the rows stay pending
+                self._drop(flight)
             changed = True
         if changed:
             self._emit_outbox()
