@@ -12,7 +12,8 @@ headless oracle and orchestrator on it, as an operator would:
 
 Everything runs twice: on daemons as installed, and with ``-syn-whitelist`` on the daemons (see :data:`LABS`).
 
-Each run counts ids: every event stored exactly once, and no outbox row ``unconfirmed`` (the peer is our own
+An outage run (syn-whitelist lab) kills the orchestrator's daemon a third of the way through 400 lines and starts it
+again. Each run counts ids: every event stored exactly once, and no outbox row ``unconfirmed`` (the peer is our own
 orchestrator, so every row must be acknowledged). Without the lab (no rendezvous binary, not root) it says why and
 skips.
 """
@@ -145,6 +146,37 @@ def burst(lab: reallab.RealLab, workdir: Path, transport: str, n: int) -> dict[s
             "oracle_cpu_s": oracle.cpu_s, "orchestrator_cpu_s": orch.cpu_s}
 
 
+def outage(lab: reallab.RealLab, workdir: Path, transport: str, n: int = 400, rate: float = RATE) -> dict[str, Any]:
+    """Lines at ``rate``/s while the orchestrator's daemon is killed and started again a third of the way in: every
+    event must still be stored exactly once, none ``unconfirmed``; also how long the peer looked stalled/unreachable."""
+    orch, oracle, log = _start(lab, workdir, transport)
+    orch_db = workdir / "orch" / "orchestrator.db"
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+        try:
+            _append(fd, 125_000, 5)
+            wait_until(lambda: count_events(orch_db) >= 5, 60, "warm-up events", [orch, oracle])
+            start = time.time()
+            restarted = 0.0
+            for i in range(n):
+                delay = start + i / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                _append(fd, i, 1)
+                if i == n // 3:
+                    restarted = lab.restart_daemon(ORCH, hard=True)
+        finally:
+            os.close(fd)
+        done = wait_until(lambda: count_events(orch_db) >= 5 + n, 120, f"all {n} events after the restart",
+                          [orch, oracle], poll=0.1)
+        time.sleep(0.5)
+    finally:
+        oracle.stop()
+        orch.stop()
+    return {"transport": transport, "events": n, "daemon_back_s": restarted, "seconds_until_all_stored": done - start,
+            "accounting": _accounting(workdir), "sender": _stats(workdir)}
+
+
 def seed_way(lab: reallab.RealLab, workdir: Path, n: int) -> dict[str, Any]:
     """The seed: ``pilotctl connect <orch> 1000`` per event, a bare seed message each, to a ``pilotctl recv`` loop."""
     orch, oracle, _log = _start(lab, workdir, "stream", backend="recv")
@@ -209,6 +241,12 @@ def run(ctx: Ctx) -> dict[str, Any]:
                 if label == "default":
                     print(f"real [{label}]: the seed's way, {n_seed} connects to a pilotctl recv loop ...", flush=True)
                     out["seed"] = seed_way(lab, work / label / "seed", n_seed)
+                else:
+                    for transport in ("stream", "message"):
+                        print(f"real [{label}]: outage: the orchestrator's daemon killed and restarted while "
+                              f"{n_lat} lines arrive, --transport {transport} ...", flush=True)
+                        out[f"outage_{transport}"] = outage(lab, work / label / f"outage-{transport}", transport,
+                                                            n_lat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _report(out)
@@ -251,6 +289,17 @@ def _report(out: dict[str, Any]) -> None:
                 ["daemons, path", "events", "seconds", "events/s", "stored/sent", "dups", "unconfirmed", "sends"], rows,
                 ["bars: stream ≥ 10,000 events/s, message ≥ 3,000 events/s; "
                  f"stream vs seed: {fx(ratio(best, seed['events_per_s'] or None), 0)}"])
+    rows = []
+    for transport in ("stream", "message"):
+        r = out[f"outage_{transport}"]
+        acc = r["accounting"]
+        rows.append([f"--transport {transport}", fnum(r["events"]), f"{r['daemon_back_s']:.1f}",
+                     f"{r['seconds_until_all_stored']:.1f}", f"{acc['distinct_stored']}/{acc['outbox_rows']}",
+                     str(acc["stored"] - acc["distinct_stored"]), str(acc["unconfirmed"]),
+                     str(r["sender"]["failed_sends"]), " → ".join(r["sender"]["peer_states"])[:60]])
+    print_table(f"real pilot-daemon 1.18: the orchestrator's daemon killed and restarted ({RATE:g} lines/s)",
+                ["path", "events", "daemon back (s)", "all stored (s)", "stored/sent", "dups", "unconfirmed",
+                 "failed sends", "peer states"], rows)
     d, w = "default", "syn-whitelist"
     out["headline"] = [
         headline_row(
