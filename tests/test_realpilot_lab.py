@@ -128,3 +128,45 @@ def test_restart_keeps_identity_and_delivery_resumes(lab: RealLab) -> None:
                 acked = True
                 break
     assert acked, (res, server.errors)
+
+
+async def test_our_sender_settles_a_1000_event_batch_through_real_connect(lab: RealLab, tmp_path: Path) -> None:
+    """The issue's repro: with an id-list acknowledgement, any batch over ~27 events came back cut at 1,152 bytes,
+    unreadable, and ended ``unconfirmed``. The compact acknowledgement settles every row of a 1,000-event batch."""
+    import asyncio
+
+    from pilot_tui.engines import updates as u
+    from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
+    from pilot_tui.engines.sender import Sender
+    from pilot_tui.model import make_event
+    from pilot_tui.pilot.driver import Pilotctl
+    from pilot_tui.store.events import EventStore
+    from pilot_tui.store.outbox import Outbox
+
+    oracle, orch = lab["lab-oracle"], lab["lab-orch"]
+    engine = OrchestratorEngine(Pilotctl(str(orch.pilotctl_path), env=orch.full_env()),
+                                EventStore(tmp_path / "orch.db"), OrchestratorConfig(inbox=False, stream_backend="sdk"))
+    task = asyncio.create_task(engine.run())
+    outbox = Outbox(tmp_path / "oracle.db")
+    try:
+        for _ in range(200):
+            state = engine.receivers.get("stream")
+            if state is not None and state.state == "running":
+                break
+            await asyncio.sleep(0.05)
+        assert engine.receivers["stream"].kind == "sdk"
+        outbox.record([make_event("203.0.113.7", "brute_force_ssh", "high", sensor="lab", seq=i)
+                       for i in range(1000)], {})
+        results: list[u.Update] = []
+        bus = u.UpdateBus()
+        bus.subscribe(results.append)
+        sender = Sender(Pilotctl(str(oracle.pilotctl_path), env=oracle.full_env()), outbox, bus, peer="lab-orch")
+        assert await sender.send_rows(outbox.pending(limit=1000, max_bytes=1 << 20))
+        assert outbox.depth() == 0 and outbox.counts() == {"delivered": 1000}
+        assert {outbox.state_of(i) for i in outbox.all_ids()} == {("delivered", "stored")}
+        assert engine.store.total() == 1000
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        outbox.close()
+        engine.store.close()
