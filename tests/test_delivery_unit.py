@@ -218,13 +218,51 @@ def test_same_mitigation_result_twice_is_reported_once(tmp_path) -> None:  # typ
     ev = events(1)[0]
     engine.store.ingest([ev])
     engine.store.record_mitigation("req-1", ev.id, ev.source_ip, "sent", "waiting")
+    engine.store.record_mitigation_target("req-1", EXEC)
     seen: list[u.Update] = []
     engine.bus.subscribe(seen.append)
     result = MitigationResult("req-1", ev.source_ip, "block", "applied", "dry-run", "blocked for 3600s")
-    engine._apply_result(result)  # the --wait reply
-    engine._apply_result(result)  # the same reply found again in the inbox
+    engine._apply_result(result, sender=EXEC)  # the --wait reply
+    engine._apply_result(result, sender=EXEC)  # the same reply found again in the inbox
     assert [x.status for x in seen if isinstance(x, u.MitigationUpdate)] == ["applied"]
     assert engine.store.get(ev.id).state == "mitigated"  # type: ignore[union-attr]
+
+
+EXEC, EVIL = "0:0000.0000.0003", "0:0000.0000.0009"
+
+
+def test_only_the_exec_node_can_settle_an_outstanding_request_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 1: a trusted peer sent a result with a request id read off the feed (and a made-up one) and the
+    events were marked mitigated "by executor"."""
+    from pilot_tui.engines.mitigation import MitigationResult
+
+    engine = OrchestratorEngine(None, EventStore(tmp_path / "o.db"))  # type: ignore[arg-type]
+    ev = events(1)[0]
+    engine.store.ingest([ev])
+    engine.store.set_state([ev.id], "mitigating")
+    engine.store.record_mitigation("req-1", ev.id, ev.source_ip, "sent", "waiting")
+    engine.store.record_mitigation_target("req-1", EXEC)
+    notices: list[str] = []
+    engine.bus.subscribe(lambda x: notices.append(x.message) if isinstance(x, u.Notice) else None)
+
+    def result(rid: str, status: str = "applied", ip: str = ev.source_ip) -> MitigationResult:
+        return MitigationResult(rid, ip, "block", status, "dry-run", "blocked")  # type: ignore[arg-type]
+
+    engine._apply_result(result("req-1"), sender=EVIL)  # the right request id, the wrong node
+    engine._apply_result(result("made-up"), sender=EVIL)
+    engine._apply_result(result("made-up"), sender=EXEC)  # not even the exec node invents requests
+    engine._apply_result(result("req-1", ip="198.51.100.1"), sender=EXEC)  # for another address
+    assert engine.store.get(ev.id).state == "mitigating"  # type: ignore[union-attr]
+    assert engine.store.mitigation("req-1")["status"] == "sent"  # type: ignore[index]
+    assert engine.store.quarantine_count() == 4 and len(notices) == 4
+    assert "went to 0:0000.0000.0003" in notices[0] and "never sent" in notices[1]
+    engine._apply_result(result("req-1"), sender=EXEC)  # the real answer
+    assert engine.store.get(ev.id).state == "mitigated"  # type: ignore[union-attr]
+    engine._apply_result(result("req-1", "refused"), sender=EXEC)  # settled already: no second outcome
+    assert engine.store.mitigation("req-1")["status"] == "applied"  # type: ignore[index]
+    engine._apply_result(result("req-1", "expired"), sender=EXEC)  # a block's later expiry is a real next step
+    assert engine.store.mitigation("req-1")["status"] == "expired"  # type: ignore[index]
+    assert engine.store.quarantine_count() == 5
 
 
 def test_triage_source_moves_only_the_new_events_of_that_ip(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from pilot_tui.engines import updates as u
 from pilot_tui.pilot.errors import TrustRequired
 from pilot_tui.ui.app import PilotApp, make_app
 from pilot_tui.ui.sample import (
+    EXEC_ADDR,
     SAMPLE_PENDING,
     FixedClock,
     StubPilot,
@@ -133,7 +134,7 @@ async def test_mitigate_confirms_then_shows_the_outcome_on_the_row(tmp_path: Pat
         assert stub.calls == []
         await pilot.press("m", "y")
         await settle(pilot, 0.3)
-        assert stub.calls == [("send_message", "aws-exec-node")]
+        assert stub.calls == [("find", "aws-exec-node"), ("send_message", EXEC_ADDR)]  # resolved once, pinned
         assert orch.store.get(target.event.id).state == "mitigated"
         row = screen_text(app).splitlines()[4 + 2]
         assert target.event.source_ip in row and "blocked" in row

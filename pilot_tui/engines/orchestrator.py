@@ -27,6 +27,7 @@ from pilot_tui.model import Rejected, decode_payload
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError, Timeout
 from pilot_tui.pilot.inbox import InboxWatcher
+from pilot_tui.pilot.names import ADDRESS_RE
 from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payload
 from pilot_tui.store.events import EventStore, IngestResult
 
@@ -36,6 +37,14 @@ from .mitigation import MitigationError, MitigationRequest, MitigationResult, me
 from .receiver import build_ack, payload_complete
 
 RECEIVER_OF = {"stream": "stream", "message": "inbox", "subscribe": "follow"}
+
+NEXT_STATUSES = {
+    "requested": ("applied", "already_applied", "refused", "failed"),
+    "sent": ("applied", "already_applied", "refused", "failed"),
+    "applied": ("expired",),
+    "already_applied": ("expired",),
+}
+"""Which executor answer may follow a mitigation's current status (anything else is not an answer we wait for)."""
 """Which receiver a payload's transport arrived through (its "last message" age is shown)."""
 
 
@@ -93,6 +102,7 @@ class OrchestratorEngine:
         self._slots = asyncio.Semaphore(self.config.max_connections)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._gap_checks: set[asyncio.TimerHandle] = set()
+        self._exec_addr: str | None = None
         self.publisher = (
             Publisher(pilotctl, self.config.publish_to, self.config.topic, self._reporter("publish"))
             if self.config.publish_to else None
@@ -226,7 +236,7 @@ class OrchestratorEngine:
                                               "bytes could not be read", b""), sender=msg.sender, transport="message")
                 elif message_kind(data) == "result":
                     try:
-                        self._apply_result(parse_result(data))
+                        self._apply_result(parse_result(data), sender=msg.sender, raw=data)
                     except MitigationError as exc:
                         self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"bad mitigation result: {exc}"))
                 else:
@@ -354,8 +364,15 @@ class OrchestratorEngine:
         self._mitigation_status(request.request_id, event_id, ip, "requested", f"asking {self.config.exec_node}")
         self._set_state([event_id], "mitigating", by=self.config.analyst or "analyst")
         try:
-            ack = await self.pilotctl.send_message(self.config.exec_node, request.encode(), msg_type="json",
-                                                   wait=wait_s)
+            target = await self._exec_address()
+        except PilotError as exc:
+            self._mitigation_status(request.request_id, event_id, ip, "failed",
+                                    f"cannot find {self.config.exec_node}: {exc.one_line()}")
+            self._set_state([event_id], "new", by=self.config.analyst or "analyst")
+            return request.request_id
+        self.store.record_mitigation_target(request.request_id, target)
+        try:
+            ack = await self.pilotctl.send_message(target, request.encode(), msg_type="json", wait=wait_s)
         except Timeout:
             self._mitigation_status(request.request_id, event_id, ip, "sent", "delivered; waiting for the executor")
             return request.request_id
@@ -365,21 +382,52 @@ class OrchestratorEngine:
             return request.request_id
         if ack.reply is not None:
             data = ack.reply.get("data")
+            raw = str(data).encode() if data is not None else b""
             try:
-                result = parse_result(str(data).encode() if data is not None else b"")
+                result = parse_result(raw)
             except MitigationError:
                 pass  # not a result we understand: the inbox copy of the reply gets another chance
             else:
-                self._apply_result(result)
+                self._apply_result(result, sender=str(ack.reply.get("from") or ""), raw=raw)
                 return request.request_id
         self._mitigation_status(request.request_id, event_id, ip, "sent", "delivered; waiting for the executor")
         return request.request_id
 
-    def _apply_result(self, result: MitigationResult) -> None:
+    async def _exec_address(self) -> str:
+        """The exec node's Pilot address (resolved once per run when given as a hostname): requests go there, and
+        only an answer from there counts."""
+        exec_node = self.config.exec_node or ""
+        if self._exec_addr is None:
+            self._exec_addr = exec_node if ADDRESS_RE.match(exec_node) else str(
+                (await self.pilotctl.find(exec_node)).get("address") or exec_node)
+        return self._exec_addr
+
+    def _apply_result(self, result: MitigationResult, *, sender: str, raw: bytes = b"") -> None:
+        """Take an executor's answer — only from the node the request went to, for a request we made, for its IP,
+        and once per step (``requested``/``sent`` → an outcome; an applied block → ``expired``). Anything else is
+        quarantined with the reason: a trusted peer that reads a request id off the feed must not be able to mark an
+        event mitigated."""
         known = self.store.mitigation(result.request_id)
         if known and known["status"] == result.status and known["detail"] == result.detail:
             return  # the same answer again: once through --wait, once more through the inbox
-        event_id = known["event_id"] if known else ""
+        target = self.store.mitigation_target(result.request_id)
+        problem = ""
+        if known is None or target is None:
+            problem = f"answers request {result.request_id[:40]}, which this orchestrator never sent"
+        elif sender.lower() != target.lower():
+            problem = f"came from {sender or 'an unknown sender'}, but request {result.request_id} went to {target}"
+        elif result.ip != known["source_ip"]:
+            problem = f"is for {result.ip}, but request {result.request_id} was for {known['source_ip']}"
+        elif result.status not in NEXT_STATUSES.get(known["status"], ()):
+            problem = f"says {result.status!r} after {known['status']!r} for request {result.request_id}"
+        if problem:
+            self._quarantine(Rejected(0, "unexpected_result", f"mitigation result {problem}", raw or result.encode()),
+                             sender=sender, transport="message")
+            self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"ignored a mitigation result that "
+                                   f"{problem}"))
+            return
+        assert known is not None
+        event_id = known["event_id"]
         self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
         if event_id and result.status in ("applied", "already_applied"):
             self._set_state([event_id], "mitigated", by=f"executor:{result.executor}")

@@ -87,6 +87,10 @@ CREATE TABLE IF NOT EXISTS mitigations (
     detail       TEXT,
     updated_at   REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mitigation_targets (
+    request_id   TEXT PRIMARY KEY,
+    address      TEXT NOT NULL                      -- the exec node's Pilot address the request went to
+);
 """
 
 
@@ -247,6 +251,16 @@ class EventStore:
                 (request_id, event_id, source_ip, now, status, detail, now),
             )
             c.execute("UPDATE events SET mitigation=? WHERE source_ip=?", (outcome, source_ip))
+
+    def record_mitigation_target(self, request_id: str, address: str) -> None:
+        """Remember which node a request went to: only that node's answer may settle it."""
+        with Tx(self.conn) as c:
+            c.execute("INSERT OR REPLACE INTO mitigation_targets(request_id, address) VALUES (?, ?)",
+                      (request_id, address))
+
+    def mitigation_target(self, request_id: str) -> str | None:
+        row = self.conn.execute("SELECT address FROM mitigation_targets WHERE request_id=?", (request_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def mitigation(self, request_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(

@@ -226,7 +226,7 @@ class StubPilot:
                 status=self.mitigation_status,  # type: ignore[arg-type]
                 backend="dry-run", detail="blocked for 3600s (dry-run: nothing was run)",
                 expires_at="2026-11-25T13:00:00.000Z", executor="aws-exec-node")
-            reply = {"data": result.encode().decode()}
+            reply = {"data": result.encode().decode(), "from": target}
         return SendAck("msg-1", target, len(data), "delivered", reply, 0.01)
 
     async def pending(self) -> list[dict[str, Any]]:
@@ -269,8 +269,12 @@ async def _stub_info(self: StubPilot) -> dict[str, Any]:
 
 
 async def _stub_find(self: StubPilot, hostname: str) -> dict[str, Any]:
+    """The exec node resolves (the orchestrator pins its mitigations to its address); other names do not."""
     from pilot_tui.pilot.errors import NotFound
 
+    await self._maybe_fail("find", hostname)
+    if hostname == "aws-exec-node":
+        return {"address": EXEC_ADDR, "hostname": hostname, "node_id": 3585, "public": False}
     raise NotFound(f"{hostname} not found")
 
 
