@@ -191,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write stored events as NDJSON, CSV or ECS",
                        description="Export the orchestrator's stored events to stdout for Vector, Filebeat or "
                        "Fluent Bit (ECS maps to source.ip, event.severity, rule.name, observer.name, @timestamp).")
-    p.add_argument("--format", choices=("ndjson", "csv", "ecs"), required=True)
+    p.add_argument("--format", choices=("ndjson", "csv", "ecs"), required=True,
+                   help="ndjson: one event a line; csv: a spreadsheet (cells that would start a formula — =, +, -, "
+                   "@, tab, CR — are prefixed with ' so attacker text cannot run); ecs: Elastic Common Schema")
     p.add_argument("--since", type=duration, metavar="DURATION", help="only events received in the last 30s/15m/2h/7d")
     p.add_argument("--state-dir", metavar="DIR")
     return parser

@@ -119,3 +119,19 @@ def test_doctor_reports_missing_daemon_as_one_problem(tmp_path) -> None:  # type
     assert [c["name"] for c in failed] == ["daemon"] and "pilotctl daemon start" in failed[0]["hint"]
     out = run_cli("doctor", "--state-dir", str(tmp_path / "state"), env=env)
     assert "FAIL  daemon" in out.stdout and "ok    state dir" in out.stdout
+
+
+def test_csv_export_neutralises_formulas_in_attacker_text(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 11: an SSH user name is attacker-chosen and went into a CSV cell as a live formula."""
+    store = EventStore(tmp_path / "orchestrator.db")
+    evil = [make_event("203.0.113.9", "user_enumeration", "medium", user=user, sensor="s", seq=i)
+            for i, user in enumerate(['=HYPERLINK("http://x/")', "+1", "-2", "@SUM(A1)", "\tx", "alice"])]
+    store.ingest(evil)
+    out = io.StringIO()
+    export.write(store, "csv", out)
+    users = sorted(row["user"] for row in csv.DictReader(io.StringIO(out.getvalue())))
+    assert users == sorted(["'=HYPERLINK(\"http://x/\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "alice"])
+    out = io.StringIO()
+    export.write(store, "ndjson", out)  # JSON is not a spreadsheet: the text stays as it was
+    assert '=HYPERLINK("http://x/")' in {orjson.loads(x)["user"] for x in out.getvalue().splitlines()}
+    store.close()

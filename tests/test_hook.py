@@ -72,3 +72,46 @@ async def test_crashing_hook_is_restarted_and_never_blocks(tmp_path) -> None:  #
         assert any(isinstance(n, u.Notice) and "exited with status 3" in n.message for n in notices)
     finally:
         await stop_tasks(task)
+
+
+async def test_a_hook_line_over_64_kib_is_skipped_and_counted_not_fatal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 10: a hook that printed 70,000 characters once got 1 of 7 events: the reader died at 64 KiB,
+    nothing restarted, nothing said so."""
+    script = tmp_path / "chatty.py"
+    script.write_text(
+        "import json, sys\n"
+        "first = True\n"
+        "for line in sys.stdin:\n"
+        "    ev = json.loads(line)\n"
+        "    if first:\n"
+        "        print('x' * 70000, flush=True)\n"
+        "        first = False\n"
+        "    print(json.dumps({'id': ev['id'], 'action': 'ack'}), flush=True)\n"
+    )
+    engine = FakeEngine()
+    bus = u.UpdateBus()
+    notices: list[str] = []
+    bus.subscribe(lambda x: notices.append(x.message) if isinstance(x, u.Notice) else None)
+    hook = HookRunner(f"{sys.executable} {script}", make_applier(engine), bus)
+    bus.subscribe(hook.on_update)
+    task = asyncio.create_task(hook.run())
+    try:
+        evs = [make_event("203.0.113.7", "brute_force_ssh", "low", seq=i) for i in range(7)]
+        for ev in evs:
+            bus.emit(u.EventsStored(at=0, events=(ev,), sender="", transport="stream"))
+            await asyncio.sleep(0.05)
+        await wait_for(lambda: len(engine.acked) == 7, "every event acknowledged by the hook", 10)
+        assert engine.acked == [e.id for e in evs] and hook.restarts == 0
+        assert hook.skipped_lines == 1 and any("over 64 KiB" in n for n in notices)
+    finally:
+        await stop_tasks(task)
+
+
+async def test_read_lines_skips_only_the_overlong_ones() -> None:
+    from pilot_tui.engines.hook import read_lines
+
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"a\n" + b"y" * 200 + b"\nb\n" + b"z" * 150)
+    reader.feed_data(b"\nc")
+    reader.feed_eof()
+    assert [x async for x in read_lines(reader, limit=100)] == [b"a", None, b"b", None, b"c"]

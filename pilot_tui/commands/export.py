@@ -58,6 +58,16 @@ def ecs(s: StoredEvent) -> dict[str, Any]:
     return doc
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A CSV cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"); user names and
+evidence are attacker-chosen (``Invalid user =HYPERLINK(…) from …``)."""
+
+
+def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every text cell that a spreadsheet would run as a formula prefixed with ``'`` (OWASP's rule)."""
+    return {k: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v for k, v in row.items()}
+
+
 def write(store: EventStore, fmt: str, out: TextIO, since_s: float | None = None) -> int:
     """Write events in ``fmt``; returns how many."""
     since = time.time() - since_s if since_s else None
@@ -68,7 +78,7 @@ def write(store: EventStore, fmt: str, out: TextIO, since_s: float | None = None
         writer.writeheader()
     for stored in iter_since(store.conn, since):
         if writer is not None:
-            writer.writerow(flat(stored))
+            writer.writerow(csv_safe(flat(stored)))
         else:
             doc = ecs(stored) if fmt == "ecs" else flat(stored)
             out.write(orjson.dumps(doc).decode() + "\n")

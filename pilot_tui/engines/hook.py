@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import shlex
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from pilot_tui.aiotime import within
 from pilot_tui.model import ThreatEvent
 from pilot_tui.subproc import kill_and_reap, spawn
 
@@ -33,6 +34,33 @@ class HookAction:
     event_id: str
     action: str
     note: str | None
+
+
+MAX_LINE = 64 * 1024
+"""Longest hook output line we read; a longer one is skipped and counted (before, it killed the reader)."""
+
+
+async def read_lines(stream: asyncio.StreamReader, limit: int = MAX_LINE) -> AsyncIterator[bytes | None]:
+    """The lines of ``stream`` (without the newline); ``None`` for each line longer than ``limit``, which is skipped
+    without holding more than ``limit`` bytes. ``StreamReader``'s own line reading fails for good on such a line."""
+    buf = bytearray()
+    skipping = False
+    while chunk := await stream.read(65536):
+        buf += chunk
+        while (nl := buf.find(b"\n")) >= 0:
+            line, buf = bytes(buf[:nl]), buf[nl + 1:]
+            if skipping or len(line) > limit:
+                skipping = False
+                yield None
+            else:
+                yield line
+        if len(buf) > limit:
+            skipping = True
+            buf.clear()
+    if buf and not skipping:
+        yield bytes(buf)
+    elif skipping:
+        yield None
 
 
 def parse_action(line: bytes) -> HookAction | None:
@@ -69,6 +97,8 @@ class HookRunner:
         self.dropped = 0
         self.restarts = 0
         self.actions = 0
+        self.skipped_lines = 0
+        """Output lines over :data:`MAX_LINE` the hook wrote (skipped)."""
 
     def on_update(self, update: u.Update) -> None:
         """Bus subscriber: queue stored events for the consumer (dropping the oldest if it lags far behind)."""
@@ -115,14 +145,26 @@ class HookRunner:
                     await proc.stdin.drain()
                 except (BrokenPipeError, ConnectionResetError):
                     break
-            status = await proc.wait()
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                return f"output could not be read ({reader.exception()})"
+            try:
+                status = await within(proc.wait(), 5.0)
+            except TimeoutError:  # it closed its output but keeps running: a consumer we can no longer hear
+                return "closed its output and was stopped"
             return f"exited with status {status}"
         finally:
             reader.cancel()
             await kill_and_reap(proc)
 
     async def _read_actions(self, stdout: asyncio.StreamReader) -> None:
-        async for line in stdout:
+        async for line in read_lines(stdout):
+            if line is None:
+                self.skipped_lines += 1
+                if self.skipped_lines == 1 or self.skipped_lines % 100 == 0:
+                    self._bus.emit(u.Notice(at=time.time(), level="warning", message=(
+                        f"on-event hook wrote a line over {MAX_LINE // 1024} KiB: skipped "
+                        f"({self.skipped_lines} so far)")))
+                continue
             action = parse_action(line)
             if action is None:
                 continue
