@@ -47,7 +47,7 @@ from .common import (
     wait_until,
     write_result,
 )
-from .e2e_bench import RATE, _append, measure_latency
+from .e2e_bench import RATE, _append, _warm_up, measure_latency
 
 ORACLE, ORCH = "lab-oracle", "lab-orch"
 
@@ -128,8 +128,7 @@ def burst(lab: reallab.RealLab, workdir: Path, transport: str, n: int) -> dict[s
     try:
         fd = os.open(log, os.O_WRONLY | os.O_APPEND)
         try:
-            _append(fd, 120_000, 5)
-            wait_until(lambda: count_events(orch_db) >= 5, 60, "warm-up events", [orch, oracle])
+            _warm_up(fd, 120_000, 5, orch_db, [orch, oracle])
             start = time.time()
             _append(fd, 0, n)
             done = wait_until(lambda: count_events(orch_db) >= 5 + n, 60 + n / 500, f"burst of {n} ({transport})",
@@ -154,8 +153,7 @@ def outage(lab: reallab.RealLab, workdir: Path, transport: str, n: int = 400, ra
     try:
         fd = os.open(log, os.O_WRONLY | os.O_APPEND)
         try:
-            _append(fd, 125_000, 5)
-            wait_until(lambda: count_events(orch_db) >= 5, 60, "warm-up events", [orch, oracle])
+            _warm_up(fd, 125_000, 5, orch_db, [orch, oracle])
             start = time.time()
             restarted = 0.0
             for i in range(n):
