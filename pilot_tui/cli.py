@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("dry-run", "nft", "iptables", "ufw"),
                    help="how to block (default dry-run: record what would be done, change nothing)")
     p.add_argument("--obey", action="append", type=hostname_or_address, metavar="HOST",
-                   help="orchestrator allowed to send requests (repeatable; none = refuse all)")
+                   help="orchestrator allowed to send requests: a Pilot address, or a hostname pinned to the "
+                   "address it first resolves to (kept in the state dir; repeatable; none = refuse all)")
     p.add_argument("--allow", action="append", type=ip_or_cidr, metavar="CIDR", dest="allowlist",
                    help="never block this IP/CIDR (repeatable)")
     _common(p)

@@ -48,8 +48,9 @@ def make(tmp_path: Path, pilot: FakePilot | None = None, **kw: Any) -> tuple[Exe
     return engine, pilot, updates
 
 
-def request(ip: str = "203.0.113.7", action: str = "block", **kw: Any) -> MitigationRequest:
-    return MitigationRequest.new(action, ip, **kw)  # type: ignore[arg-type]
+def request(ip: str = "203.0.113.7", action: str = "block", *, at: float | None = None, **kw: Any) -> MitigationRequest:
+    """A request issued ``at`` (the engine's clock when the test sets one; the wall clock otherwise)."""
+    return MitigationRequest.new(action, ip, now=at, **kw)  # type: ignore[arg-type]
 
 
 def replies(pilot: FakePilot) -> list[tuple[str, str | None, dict[str, Any]]]:
@@ -177,7 +178,7 @@ async def test_dry_run_records_the_nft_commands_and_answers_applied(tmp_path: Pa
     clock = Clock()
     engine, pilot, updates = make(tmp_path, clock=clock)
     await engine.prepare()
-    req = request(duration_s=3600, event_id="ev-1", reason="brute_force_ssh", requested_by="analyst")
+    req = request(at=clock.now, duration_s=3600, event_id="ev-1", reason="brute_force_ssh", requested_by="analyst")
     body = await ask(engine, pilot, req.encode())
     assert body["schema"] == "pilot-tui.mitigate-result/1"
     assert body["status"] == "applied" and body["backend"] == "dry-run" and body["executor"] == "aws-exec-node"
@@ -199,7 +200,7 @@ async def test_default_duration_is_used_when_the_request_has_none(tmp_path: Path
     clock = Clock()
     engine, pilot, _ = make(tmp_path, clock=clock)
     await engine.prepare()
-    await ask(engine, pilot, request().encode())
+    await ask(engine, pilot, request(at=clock.now).encode())
     assert engine.store.active_blocks()[0].expires_at == clock.now + 600
 
 
@@ -235,13 +236,13 @@ async def test_block_of_a_blocked_ip_is_already_applied_and_extends_expiry(tmp_p
     clock = Clock()
     engine, pilot, _ = make(tmp_path, clock=clock)
     await engine.prepare()
-    await ask(engine, pilot, request(duration_s=600).encode())
+    await ask(engine, pilot, request(at=clock.now, duration_s=600).encode())
     n = len(engine.firewall.recorded)
     clock.now += 100
-    shorter = await ask(engine, pilot, request(duration_s=60).encode())
+    shorter = await ask(engine, pilot, request(at=clock.now, duration_s=60).encode())
     assert shorter["status"] == "already_applied" and "already blocked until" in shorter["detail"]
     assert len(engine.firewall.recorded) == n
-    longer = await ask(engine, pilot, request(duration_s=3600).encode())
+    longer = await ask(engine, pilot, request(at=clock.now, duration_s=3600).encode())
     assert longer["status"] == "already_applied" and "extended" in longer["detail"]
     assert engine.store.active_blocks()[0].expires_at == clock.now + 3600
     assert engine.firewall.recorded[n:] == [
@@ -281,10 +282,10 @@ async def test_obey_by_hostname_is_resolved_with_find_and_retried(tmp_path: Path
     engine, pilot, _ = make(tmp_path, pilot, obey=["local-threat-orchestrator"], clock=clock)
     await engine.prepare()
     assert engine.state().obey_unresolved == ("local-threat-orchestrator",)
-    assert (await ask(engine, pilot, request().encode()))["status"] == "refused"
+    assert (await ask(engine, pilot, request(at=clock.now).encode()))["status"] == "refused"
     pilot.hosts["local-threat-orchestrator"] = ORCH_ADDR
     clock.now += 31  # re-resolution is rate limited
-    assert (await ask(engine, pilot, request().encode()))["status"] == "applied"
+    assert (await ask(engine, pilot, request(at=clock.now).encode()))["status"] == "applied"
     assert engine.state().obey_addresses == (ORCH_ADDR,)
 
 
@@ -316,7 +317,7 @@ async def test_reply_is_retried_until_the_orchestrator_is_reachable(tmp_path: Pa
     engine, pilot, updates = make(tmp_path, clock=clock)
     await engine.prepare()
     pilot.fail_next("send_message", ConnectionFailed("cannot connect"))
-    pilot.deliver(ORCH_ADDR, request().encode())
+    pilot.deliver(ORCH_ADDR, request(at=clock.now).encode())
     await engine.process_pending()
     assert await engine.flush_replies() == 0 and engine.store.pending_replies() == 1
     assert await engine.flush_replies() == 0  # backing off
@@ -337,7 +338,7 @@ async def test_expiry_removes_the_block_and_tells_the_requester(tmp_path: Path) 
     clock = Clock()
     engine, pilot, updates = make(tmp_path, clock=clock)
     await engine.prepare()
-    mid = pilot.deliver(ORCH_ADDR, request(duration_s=60).encode())
+    mid = pilot.deliver(ORCH_ADDR, request(at=clock.now, duration_s=60).encode())
     await engine.process_pending()
     clock.now += 59
     assert await engine.expire_due() == 0
@@ -357,7 +358,7 @@ async def test_blocks_that_expired_while_down_are_removed_on_start(tmp_path: Pat
     clock = Clock()
     engine, pilot, _ = make(tmp_path, clock=clock)
     await engine.prepare()
-    await ask(engine, pilot, request(duration_s=60).encode())
+    await ask(engine, pilot, request(at=clock.now, duration_s=60).encode())
     await engine.close()
     clock.now += 3600
     engine2, _, updates = make(tmp_path, pilot, clock=clock)

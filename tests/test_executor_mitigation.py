@@ -25,11 +25,11 @@ pytestmark = pytest.mark.timeout(30)
 
 def test_request_round_trip_and_wire_form() -> None:
     req = MitigationRequest.new("block", "203.0.113.7", duration_s=3600, event_id="0193f1c2-aa", reason="brute_force_ssh",
-                                requested_by="analyst")
+                                requested_by="analyst", now=1_800_000_000.0)
     wire = orjson.loads(req.encode())
     assert wire == {"schema": "pilot-tui.mitigate/1", "request_id": req.request_id, "action": "block",
                     "ip": "203.0.113.7", "duration_s": 3600, "event_id": "0193f1c2-aa", "reason": "brute_force_ssh",
-                    "requested_by": "analyst"}
+                    "requested_by": "analyst", "issued_at": "2027-01-15T08:00:00.000Z", "valid_s": 300}
     assert parse_request(req.encode()) == req
     assert parse_request(req.encode().decode()) == req
     bare = MitigationRequest.new("unblock", "2001:DB8::0:7")
@@ -72,6 +72,11 @@ def test_message_kind_routes_by_schema() -> None:
         ({"duration_s": -5}, "bad_value"),
         ({"event_id": ""}, "bad_value"),
         ({"reason": "x\x1b[31m"}, "bad_value"),
+        ({"issued_at": "yesterday"}, "bad_value"),
+        ({"issued_at": 1_800_000_000}, "wrong_type"),
+        ({"valid_s": "300"}, "wrong_type"),
+        ({"valid_s": 0}, "bad_value"),
+        ({"valid_s": 10**9}, "bad_value"),
     ],
 )
 def test_request_rejections_name_the_reason(change: dict[str, object], reason: str) -> None:
@@ -119,7 +124,7 @@ json_values = st.recursive(
     max_leaves=20,
 )
 keys = st.sampled_from(["schema", "request_id", "action", "ip", "duration_s", "event_id", "reason", "requested_by",
-                        "status", "backend", "detail", "expires_at", "executor"])
+                        "status", "backend", "detail", "expires_at", "executor", "issued_at", "valid_s"])
 
 
 @settings(max_examples=300, deadline=None)

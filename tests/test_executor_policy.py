@@ -77,7 +77,7 @@ async def test_failed_expiry_is_retried_later_not_in_a_busy_loop(tmp_path: Path)
     clock = Clock()
     engine, pilot, updates = make(tmp_path, clock=clock, firewall=Firewall("nft", runner=runner))
     await engine.prepare()
-    pilot.deliver(ORCH_ADDR, request(duration_s=10).encode())
+    pilot.deliver(ORCH_ADDR, request(at=clock.now, duration_s=10).encode())
     await engine.process_pending()
     clock.now += 11
     assert await engine.expire_due() == 0
@@ -138,7 +138,7 @@ async def test_blocks_on_record_are_restored_on_start(tmp_path: Path) -> None:
     clock = Clock()
     engine, pilot, _ = make(tmp_path, clock=clock)
     await engine.prepare()
-    pilot.deliver(ORCH_ADDR, request(duration_s=600).encode())
+    pilot.deliver(ORCH_ADDR, request(at=clock.now, duration_s=600).encode())
     await engine.process_pending()
     await engine.close()
     clock.now += 100

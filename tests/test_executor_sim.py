@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from pilot_tui.engines.executor import ExecutorEngine
 from pilot_tui.engines.mitigation import MitigationRequest, MitigationResult, parse_result
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.inbox import InboxWatcher
-from pilot_tui.sim.cluster import SimNode
+from pilot_tui.sim.cluster import SimNode, restart_node, stop_node
 
 pytestmark = pytest.mark.timeout(90)  # the waits below add up to ~30 s on a loaded 2-core machine
 sim_cluster = sim_fixtures.sim_cluster  # the fixtures, made visible to pytest in this module
@@ -116,6 +117,45 @@ async def test_refusals_reach_the_sender(sim_nodes: Callable[..., dict[str, SimN
         assert parse_result(answer["data"]).detail.startswith("loopback:")
         assert engine.store.active_blocks() == []
     finally:
+        await stop_tasks(task)
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.close()
+
+
+async def test_hostname_takeover_and_stale_inbox_requests_are_refused(
+    sim_nodes: Callable[..., dict[str, SimNode]], tmp_path: Path
+) -> None:
+    """Issue 12 items 3 and 5 on pilot-sim: the orchestrator's daemon stops, another node restarts with its hostname
+    and asks for a block; and an old request still sits in the executor's inbox when it starts on a fresh state dir."""
+    nodes = sim_nodes(ORCH, "evil-node", EXEC, trust=[(ORCH, EXEC), ("evil-node", EXEC)])
+    orch, evil, exe = driver(nodes[ORCH]), driver(nodes["evil-node"]), driver(nodes[EXEC])
+    stale = MitigationRequest.new("block", "198.51.100.44", now=time.time() - 7200)
+    await orch.send_message(EXEC, stale.encode())  # sits in the inbox before any executor runs
+    shift = [0.0]
+    engine = ExecutorEngine(exe, tmp_path / "executor.db", obey=[ORCH], poll_interval=0.2, discover_own_ips=False,
+                            clock=lambda: time.time() + shift[0])
+    task = asyncio.create_task(engine.run())
+    orch_inbox = InboxWatcher(orch, poll_interval=0.1)
+    try:
+        refused = await result_in_inbox(orch_inbox, stale.request_id, "refused", 15)
+        assert refused.detail.startswith("stale:") and engine.store.get_block("198.51.100.44") is None
+        await orch_inbox.close()
+        assert engine.state().obey_pins == ((ORCH, nodes[ORCH].address),)
+
+        stop_node(nodes[ORCH])
+        nodes["evil-node"].hostname = ORCH
+        restart_node(nodes["evil-node"])  # same identity (address), now holding the orchestrator's hostname
+        assert (await evil.find(ORCH))["address"] == nodes["evil-node"].address
+        shift[0] = 31.0  # past the executor's re-resolution rate limit
+        req = MitigationRequest.new("block", "203.0.113.66")
+        ack = await evil.send_message(EXEC, req.encode(), wait=8.0)
+        assert ack.reply is not None
+        answer = parse_result(ack.reply["data"])
+        assert answer.status == "refused" and f"now holds the hostname {ORCH}" in answer.detail
+        assert engine.store.active_blocks() == [] and engine.firewall.recorded == []
+        assert engine.state().obey_addresses == (nodes[ORCH].address,) and engine.state().obey_conflicts
+    finally:
+        await orch_inbox.close()
         await stop_tasks(task)
         await asyncio.gather(task, return_exceptions=True)
         await engine.close()

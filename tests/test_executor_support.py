@@ -104,4 +104,6 @@ class FakePilot:
         self._enter("find")
         if hostname not in self.hosts:
             raise NotFound(f'cannot resolve "{hostname}"')
-        return {"address": self.hosts[hostname], "hostname": hostname, "node_id": 2, "public": False}
+        address = self.hosts[hostname]
+        return {"address": address, "hostname": hostname, "node_id": int(address.rsplit(".", 1)[-1], 16),
+                "public": False}

@@ -1,14 +1,24 @@
 """The executor engine: takes mitigation requests from the Pilot inbox, applies them with a firewall backend, answers.
 
 A request is judged in a fixed order — is the sender one we obey, is the message a valid ``pilot-tui.mitigate/1``,
-is the address one we may block, is the duration in range — and only then does the backend run (``dry-run`` by
-default). Every outcome, refusals included, goes back to the sender with ``send-message --reply-to <message_id>`` from
-a persisted outbox, so an orchestrator that is briefly unreachable still learns what happened.
+was it answered before, is it still current (``issued_at`` + ``valid_s``), is the address one we may block, is the
+duration in range — and only then does the backend run (``dry-run`` by default). Every outcome, refusals included,
+goes back to the sender with ``send-message --reply-to <message_id>`` from a persisted outbox, so an orchestrator that
+is briefly unreachable still learns what happened.
 
 Idempotency: the answer to each request id is stored; the same request id again gets the same answer and nothing
 runs twice. Answers that a retry might change are not stored: ``failed`` (the backend may work next time) and
 ``not_obeyed`` (the operator may add ``--obey``). A block for an address already blocked is ``already_applied`` and
 extends the expiry when the new one is later.
+
+Whom we obey: an ``--obey`` hostname is resolved with ``pilotctl find`` once and **pinned** to that Pilot address (kept
+in the state file), because any daemon can be restarted with ``--hostname`` of a node that is down. Later resolutions
+never move the pin; one that differs is reported loudly (:class:`~.executor_updates.ObeyPinConflict`, a Notice, the
+status line) and the new holder's requests are refused.
+
+Staleness: the daemon keeps unread inbox messages across any state dir, so a fresh executor sees every old request
+again. One whose ``issued_at`` + ``valid_s`` has passed (or that has no ``issued_at``) is refused as ``stale`` and
+nothing runs.
 
 Expiry: a background timer removes blocks whose time is up (on start too, for blocks that ended while the executor
 was down) and tells the original requester with an unprompted ``expired`` result (replying to the request message).
@@ -60,8 +70,8 @@ class ExecutorEngine:
     """Runs the executor until cancelled. Configuration errors raise :class:`ValueError` here, before anything runs.
 
     ``obey``: Pilot addresses or hostnames of the orchestrators allowed to command us (hostnames resolved with
-    ``pilotctl find``, again later if they do not resolve yet); empty means refuse everything. ``allowlist``: IPs and
-    CIDRs never to block. ``clock`` (Unix seconds) is injectable for tests; ``own_ips`` adds addresses to refuse on
+    ``pilotctl find`` and pinned to the first address found — see the module docstring); empty means refuse
+    everything. ``allowlist``: IPs and CIDRs never to block. ``clock`` (Unix seconds) is injectable for tests; ``own_ips`` adds addresses to refuse on
     top of those discovered (``discover_own_ips``).
     """
 
@@ -105,7 +115,9 @@ class ExecutorEngine:
         self._extra_own = frozenset(own_ips)
         self._discover = discover_own_ips
         self._own: frozenset[str] = self._extra_own
-        self._resolved: dict[str, str] = {}
+        pins = self.store.obey_pins()
+        self._pins: dict[str, tuple[str, int | None]] = {h: pins[h] for h in self.obey_hostnames if h in pins}
+        self._conflicts: dict[str, tuple[str, int | None]] = {}
         self._resolved_at = float("-inf")
         self._identity_at = float("-inf")
         self.address: str | None = None
@@ -128,10 +140,12 @@ class ExecutorEngine:
     def state(self) -> xu.ExecutorState:
         return xu.ExecutorState(
             at=self._clock(), address=self.address, hostname=self.hostname, backend=self.firewall.name,
-            obey_addresses=tuple(sorted(self.obey_addresses | set(self._resolved.values()))),
-            obey_unresolved=tuple(sorted(self.obey_hostnames - set(self._resolved))),
+            obey_addresses=tuple(sorted(self.obey_addresses | self._pinned_addresses())),
+            obey_unresolved=tuple(sorted(self.obey_hostnames - set(self._pins))),
             active_blocks=len(self.store.active_blocks()), pending_replies=self.store.pending_replies(),
-            inbox=self.watcher.status)
+            inbox=self.watcher.status,
+            obey_pins=tuple(sorted((h, a) for h, (a, _) in self._pins.items())),
+            obey_conflicts=tuple(self._conflict_text(h) for h in sorted(self._conflicts)))
 
     def _watcher_changed(self, status: WatcherStatus) -> None:
         """Re-publish our state when the inbox watcher's state or error changes (not on every message)."""
@@ -196,21 +210,73 @@ class ExecutorEngine:
         if self._discover:
             self._own = self._extra_own | await asyncio.to_thread(own_addresses, info)
 
+    def _pinned_addresses(self) -> set[str]:
+        return {address for address, _ in self._pins.values()}
+
+    def _conflict_text(self, hostname: str) -> str:
+        pinned, pinned_node = self._pins[hostname]
+        now, now_node = self._conflicts[hostname]
+        return (f"--obey {hostname} now resolves to {now} (node {now_node}), not to the pinned {pinned} "
+                f"(node {pinned_node}): its requests are refused; to obey the new node, restart with --obey {now}")
+
     async def _resolve_obey(self) -> None:
+        """Resolve the ``--obey`` hostnames: pin the ones seen for the first time, report any pinned one that now
+        resolves elsewhere (never re-pinned: whoever holds a hostname is not necessarily who we agreed to obey)."""
         self._resolved_at = self._clock()
+        changed = False
         for name in sorted(self.obey_hostnames):
-            with contextlib.suppress(PilotError):
-                address = str((await self.pilotctl.find(name)).get("address") or "").lower()
-                if ADDRESS_RE.match(address):
-                    self._resolved[name] = address
+            try:
+                found = await self.pilotctl.find(name)
+            except PilotError:
+                continue
+            address = str(found.get("address") or "").lower()
+            if not ADDRESS_RE.match(address):
+                continue
+            node = found.get("node_id")
+            node_id = node if isinstance(node, int) and not isinstance(node, bool) else None
+            if name not in self._pins:
+                self.store.pin_obey(name, address, node_id, self._clock())
+                self._pins[name] = (address, node_id)
+                self.bus.emit(Notice(self._clock(), "info", f"--obey {name} pinned to {address} (node {node_id})"))
+                changed = True
+            elif self._pins[name][0] != address:
+                if self._conflicts.get(name, ("",))[0] != address:
+                    self._conflicts[name] = (address, node_id)
+                    detail = self._conflict_text(name)
+                    pinned, pinned_node = self._pins[name]
+                    log.warning("executor: %s", detail)
+                    self.bus.emit(xu.ObeyPinConflict(self._clock(), name, pinned, pinned_node, address, node_id,
+                                                     detail))
+                    self.bus.emit(Notice(self._clock(), "error", detail))
+                    changed = True
+            elif self._conflicts.pop(name, None) is not None:
+                self.bus.emit(Notice(self._clock(), "info", f"--obey {name} resolves to its pinned {address} again"))
+                changed = True
+        if changed:
+            self.bus.emit(self.state())
 
     async def _obeys(self, sender: str) -> bool:
-        if sender in self.obey_addresses or sender in self._resolved.values():
+        """Only a pinned address counts; an unknown sender triggers a (rate-limited) re-resolution, which pins a
+        hostname seen for the first time and reports a hostname now held by another node."""
+        if sender in self.obey_addresses or sender in self._pinned_addresses():
             return True
         if self.obey_hostnames and self._clock() - self._resolved_at >= 30.0:
             await self._resolve_obey()
-            return sender in self._resolved.values()
+            return sender in self._pinned_addresses()
         return False
+
+    def _not_obeyed(self, sender: str) -> Refusal:
+        """The refusal for a sender we do not obey, naming a hostname takeover when that is what happened."""
+        for name, (address, node_id) in sorted(self._conflicts.items()):
+            if address == sender:
+                pinned, pinned_node = self._pins[name]
+                return Refusal("not_obeyed", f"sender {sender} (node {node_id}) now holds the hostname {name}, but "
+                               f"this executor obeys {name} only as {pinned} (node {pinned_node}), pinned when first "
+                               f"resolved")
+        if self.obey_addresses or self.obey_hostnames:
+            return Refusal("not_obeyed", f"sender {sender} is not in this executor's --obey list")
+        return Refusal("not_obeyed", "this executor obeys no orchestrator yet: start it with --obey <orchestrator "
+                       "hostname or address>")
 
     # -- one message -----------------------------------------------------------------------------------------
 
@@ -234,10 +300,7 @@ class ExecutorEngine:
         self.bus.emit(xu.RequestReceived(now, msg.message_id, sender, rid, action, ip))
         async with self._lock:
             if not await self._obeys(sender):
-                detail = (f"sender {sender} is not in this executor's --obey list" if self.obey_addresses
-                          or self.obey_hostnames else "this executor obeys no orchestrator yet: start it with "
-                          "--obey <orchestrator hostname or address>")
-                return self._refuse(msg, rid, action, ip, Refusal("not_obeyed", detail), cache=False)
+                return self._refuse(msg, rid, action, ip, self._not_obeyed(sender), cache=False)
             if req is None:
                 assert err is not None
                 return self._refuse(msg, rid, action, ip, Refusal(err.reason, err.detail), cache=rid is not None)
@@ -250,6 +313,10 @@ class ExecutorEngine:
             if cached is not None:
                 return self._refuse(msg, rid, action, ip, Refusal(
                     "duplicate_id", "request_id already used by another sender"), cache=False)
+            stale = mt.staleness(req, now)
+            if stale is not None:
+                # cached: the same old message read again (say, on the next fresh state dir) is refused the same way
+                return self._refuse(msg, rid, action, ip, Refusal("stale", stale), cache=True)
             if req.action == "block":
                 return await self._block(msg, req, now)
             return await self._unblock(msg, req)

@@ -115,6 +115,26 @@ class ExecutorState(Update):
     active_blocks: int
     pending_replies: int
     inbox: WatcherStatus
+    obey_pins: tuple[tuple[str, str], ...] = ()
+    """(hostname, Pilot address) each ``--obey`` hostname was pinned to when first resolved."""
+    obey_conflicts: tuple[str, ...] = ()
+    """One sentence per pinned hostname that now resolves to another node (whose requests are refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObeyPinConflict(Update):
+    """An ``--obey`` hostname now resolves to another node than the one it was pinned to.
+
+    Whoever holds a hostname is not who we agreed to obey: a restarted daemon can claim any free name. The executor
+    keeps obeying ``pinned`` only and refuses ``now``; the operator must say so explicitly to change that.
+    """
+
+    hostname: str
+    pinned: str
+    pinned_node_id: int | None
+    now: str
+    now_node_id: int | None
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)

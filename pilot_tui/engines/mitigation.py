@@ -8,7 +8,12 @@ a sentence the executor sends back in a refusal. Unknown extra keys are ignored 
 Request (orchestrator → executor)::
 
     {"schema": "pilot-tui.mitigate/1", "request_id": "<uuid>", "action": "block", "ip": "203.0.113.7",
-     "duration_s": 3600, "event_id": "…", "reason": "brute_force_ssh", "requested_by": "analyst"}
+     "duration_s": 3600, "event_id": "…", "reason": "brute_force_ssh", "requested_by": "analyst",
+     "issued_at": "2026-11-25T12:00:03.125Z", "valid_s": 300}
+
+``issued_at``/``valid_s`` say how long the ask stands: a daemon keeps unread inbox messages for ever, so an executor
+started on a fresh state dir would otherwise carry out every old request it finds (see :func:`staleness`). They are
+optional on the wire only so an old request still parses and can be refused by name.
 
 Result (executor → orchestrator, sent with ``--reply-to <the request's message_id>``)::
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,6 +50,17 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 MAX_DURATION_S = 10**8
 """The parser's sanity cap on ``duration_s``; the executor applies its own, smaller, configured maximum."""
+
+DEFAULT_VALID_S = 300
+"""How long a new request stands: long enough for a daemon restart (~10 s) and a short outage, short enough that an
+ask nobody is waiting for any more is not carried out later."""
+
+MAX_VALID_S = 86400
+"""The cap on ``valid_s``: the executor remembers answered request ids for longer than this (7 days), so a request
+can never outlive the record that it was already carried out."""
+
+MAX_CLOCK_SKEW_S = 60.0
+"""How far in the future ``issued_at`` may lie (the two nodes' clocks differ a little) before it is refused."""
 
 Action = Literal["block", "unblock"]
 Status = Literal["applied", "already_applied", "refused", "failed", "expired"]
@@ -152,18 +169,23 @@ class MitigationRequest:
     event_id: str | None = None
     reason: str | None = None
     requested_by: str | None = None
+    issued_at: str | None = None
+    valid_s: int | None = None
 
     @classmethod
     def new(cls, action: Action, ip: str, *, duration_s: int | None = None, event_id: str | None = None,
-            reason: str | None = None, requested_by: str | None = None) -> MitigationRequest:
-        """Build a request with a fresh UUID, validated exactly as the executor will validate it."""
-        req = cls(str(uuid.uuid4()), action, ip, duration_s, event_id, reason, requested_by)
+            reason: str | None = None, requested_by: str | None = None, valid_s: int = DEFAULT_VALID_S,
+            now: float | None = None) -> MitigationRequest:
+        """Build a request with a fresh UUID, stamped as issued ``now`` (default: the wall clock) and valid for
+        ``valid_s``, validated exactly as the executor will validate it."""
+        issued = utc_iso(time.time() if now is None else now)
+        req = cls(str(uuid.uuid4()), action, ip, duration_s, event_id, reason, requested_by, issued, valid_s)
         return parse_request(req.encode())
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": REQUEST_SCHEMA, "request_id": self.request_id, "action": self.action,
                                "ip": self.ip}
-        for key in ("duration_s", "event_id", "reason", "requested_by"):
+        for key in ("duration_s", "event_id", "reason", "requested_by", "issued_at", "valid_s"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -225,6 +247,15 @@ def parse_request(data: bytes | str) -> MitigationRequest:
                               **salvage)
     if duration is not None and not 1 <= duration <= MAX_DURATION_S:
         raise MitigationError("bad_value", f"duration_s {duration} out of range (1..{MAX_DURATION_S})", **salvage)
+    issued_at = _str(obj, "issued_at", required=False, limit=40, salvage=salvage)
+    if issued_at is not None and parse_iso(issued_at) is None:
+        raise MitigationError("bad_value", f"issued_at {safe_text(issued_at, 40)!r} is not an ISO-8601 time",
+                              **salvage)
+    valid_s = obj.get("valid_s")
+    if valid_s is not None and (isinstance(valid_s, bool) or not isinstance(valid_s, int)):
+        raise MitigationError("wrong_type", f"valid_s must be an integer, got {type(valid_s).__name__}", **salvage)
+    if valid_s is not None and not 1 <= valid_s <= MAX_VALID_S:
+        raise MitigationError("bad_value", f"valid_s {valid_s} out of range (1..{MAX_VALID_S})", **salvage)
     return MitigationRequest(
         request_id=request_id,
         action=action,  # type: ignore[arg-type]  # checked against ACTIONS above
@@ -233,7 +264,28 @@ def parse_request(data: bytes | str) -> MitigationRequest:
         event_id=_str(obj, "event_id", required=False, limit=128, pattern=ID_RE, salvage=salvage),
         reason=_str(obj, "reason", required=False, limit=128, pattern=_LABEL_RE, salvage=salvage),
         requested_by=_str(obj, "requested_by", required=False, limit=128, pattern=_LABEL_RE, salvage=salvage),
+        issued_at=issued_at,
+        valid_s=valid_s,
     )
+
+
+def staleness(req: MitigationRequest, now: float) -> str | None:
+    """``None`` when ``req`` may still be carried out at ``now`` (Unix seconds), else why not, as a sentence.
+
+    A request without ``issued_at`` is refused too: it comes from a version that could not say when it was made, and
+    an old inbox message is exactly what this check exists to stop. A missing ``valid_s`` means the default.
+    """
+    issued = parse_iso(req.issued_at) if req.issued_at else None
+    if issued is None:
+        return "the request carries no issued_at time, so it may be an old inbox message; not carried out"
+    valid = req.valid_s or DEFAULT_VALID_S
+    if issued > now + MAX_CLOCK_SKEW_S:
+        return (f"issued_at {req.issued_at} lies {issued - now:.0f}s in the future (more than "
+                f"{MAX_CLOCK_SKEW_S:.0f}s of clock skew); not carried out")
+    if issued + valid < now:
+        return (f"issued at {req.issued_at}, {now - issued:.0f}s ago, and valid for {valid}s only; "
+                f"not carried out")
+    return None
 
 
 def parse_result(data: bytes | str) -> MitigationResult:

@@ -1,4 +1,6 @@
-"""The executor's state: active blocks with their expiry, answers by request id, processed inbox messages, replies.
+"""The executor's state: active blocks with their expiry, answers by request id, processed inbox messages, replies,
+and the Pilot address each ``--obey`` hostname was pinned to (so a restart cannot be talked into obeying another node
+that took the hostname over).
 
 Everything one request changes is written in **one transaction** (:meth:`BlockStore.record`): the block row, the
 cached answer, the history line, the "this inbox message is done" mark and the reply waiting to be sent. So a kill at
@@ -70,6 +72,12 @@ CREATE TABLE IF NOT EXISTS replies (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS replies_due ON replies (sent_at, next_at);
+CREATE TABLE IF NOT EXISTS obey_pins (
+    hostname TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    node_id INTEGER,
+    pinned_at REAL NOT NULL
+);
 """
 
 
@@ -183,7 +191,16 @@ class BlockStore:
             row["argv"] = orjson.loads(row["argv"])
         return rows
 
+    def obey_pins(self) -> dict[str, tuple[str, int | None]]:
+        """hostname → (Pilot address, node id) as first resolved; never changed by a later resolution."""
+        return {h: (a, n) for h, a, n in self.conn.execute("SELECT hostname, address, node_id FROM obey_pins")}
+
     # -- writes ----------------------------------------------------------------------------------------------
+
+    def pin_obey(self, hostname: str, address: str, node_id: int | None, at: float) -> None:
+        """Remember the node an ``--obey`` hostname resolved to the first time; a pin already there is kept."""
+        self.conn.execute("INSERT OR IGNORE INTO obey_pins (hostname, address, node_id, pinned_at) VALUES (?,?,?,?)",
+                          (hostname, address, node_id, at))
 
     def record(self, rec: Record) -> int | None:
         """Apply one decision atomically; returns the id of the queued reply (``None`` when there is none)."""

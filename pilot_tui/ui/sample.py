@@ -425,7 +425,7 @@ def sample_executor(path: str, clock: FixedClock | None = None) -> Any:
 async def fill_executor(engine: Any, clock: FixedClock | None = None) -> None:
     """Feed the executor a realistic series of requests: blocks, a repeat, refusals (allowlisted, own address,
     loopback, stranger, garbage). With ``clock`` (the engine's), requests are 7 s apart ending at its start time."""
-    from pilot_tui.engines.mitigation import MitigationRequest
+    from pilot_tui.engines.mitigation import MitigationRequest, utc_iso
     from pilot_tui.pilot.driver import InboxMessage
 
     def msg(i: int, sender: str, data: bytes) -> InboxMessage:
@@ -440,13 +440,16 @@ async def fill_executor(engine: Any, clock: FixedClock | None = None) -> None:
     end = clock.now if clock is not None else 0.0
     if clock is not None:
         clock.now = end - 7 * (len(requests) + 2)
+    def issued() -> str:
+        return utc_iso(engine._clock())  # issued just now by the engine's clock: fresh, so not refused as stale
+
     for i, (ip, duration, reason) in enumerate(requests):
-        req = MitigationRequest(f"req-{i:03d}", "block", ip, duration, f"ev-7-{i:06d}", reason, "analyst")
+        req = MitigationRequest(f"req-{i:03d}", "block", ip, duration, f"ev-7-{i:06d}", reason, "analyst", issued())
         await engine.handle(msg(i, ORCH_ADDR, req.encode()))
         if clock is not None:
             clock.advance(7)
     await engine.handle(msg(90, "0:0000.0000.0bad", MitigationRequest(
-        "req-090", "block", "198.51.100.99", 60).encode()))
+        "req-090", "block", "198.51.100.99", 60, issued_at=issued()).encode()))
     if clock is not None:
         clock.advance(7)
     await engine.handle(msg(91, ORCH_ADDR, b'{"schema": "pilot-tui.mitigate/1", "action": "drop-all"}'))

@@ -52,6 +52,7 @@ class ExecutorScreen(EngineScreen):
         self.decisions: list[dict[str, Any]] = []
         self._blocks: list[Any] = []
         self._blocks_key: list[tuple[str, ...]] | None = None
+        self._status_lines = 2
 
     def compose(self) -> ComposeResult:
         yield ViewBar(self.view_name, "executor")
@@ -86,7 +87,14 @@ class ExecutorScreen(EngineScreen):
         self._show_decisions()
 
     def _show_status(self) -> None:
-        self.query_one("#exec-status", StatusLine).update(executor_status_text(self.engine.state(), self.clock()))
+        """The status lines; the box grows by a line per ``--obey`` pin conflict so that warning is never cut off."""
+        text = executor_status_text(self.engine.state(), self.clock())
+        status = self.query_one("#exec-status", StatusLine)
+        lines = max(2, text.plain.count("\n") + 1)
+        if lines != self._status_lines:
+            self._status_lines = lines
+            status.styles.height = lines
+        status.update(text)
 
     def _show_blocks(self) -> None:
         """Active blocks with their countdown (re-read every second; the table is rebuilt only on change)."""

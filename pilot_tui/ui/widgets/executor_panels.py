@@ -24,7 +24,9 @@ def banner_text(dry_run: bool) -> Text:
 
 
 def executor_status_text(state: Any, now: float) -> Text:
-    """Two lines: identity, backend and whom we obey; then the inbox watcher and counters."""
+    """Two lines: identity, backend and whom we obey (a pinned hostname as ``name=address``); then the inbox watcher
+    and counters. A third, red, line per ``--obey`` hostname that now resolves to another node than its pin — the
+    sign of a hostname takeover, so it must not scroll away in a notification only."""
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     text.append("node ", style="dim")
     text.append(safe(state.hostname), style="bold")
@@ -32,7 +34,9 @@ def executor_status_text(state: Any, now: float) -> Text:
     text.append("  backend ", style="dim")
     text.append(safe(state.backend), style="bold yellow" if state.backend == "dry-run" else "bold")
     text.append("  obeys ", style="dim")
-    obey = [*state.obey_addresses, *(f"{h}?" for h in state.obey_unresolved)]
+    pinned = {address: host for host, address in getattr(state, "obey_pins", ())}
+    obey = [*(f"{pinned[a]}={a}" if a in pinned else a for a in state.obey_addresses),
+            *(f"{h}?" for h in state.obey_unresolved)]
     text.append(safe(", ".join(obey)) if obey else "nobody (start with --obey)", style="bold" if obey else "bold red")
     text.append("\n")
     inbox = state.inbox
@@ -48,6 +52,10 @@ def executor_status_text(state: Any, now: float) -> Text:
     text.append(f" · {state.active_blocks} active block{'s' if state.active_blocks != 1 else ''}")
     text.append(f" · {state.pending_replies} repl{'ies' if state.pending_replies != 1 else 'y'} pending",
                 style="yellow" if state.pending_replies else "dim")
+    for conflict in getattr(state, "obey_conflicts", ()):
+        text.append("\n")
+        text.append("OBEY PIN CONFLICT ", style="bold reverse red")
+        text.append(" " + safe(conflict), style="bold red")
     return text
 
 
