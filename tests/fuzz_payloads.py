@@ -5,9 +5,11 @@ it) or **valid** (it must be stored exactly once, with exactly the content expec
 attack on a terminal: Rich markup, ANSI/OSC escapes, bidi overrides, NULs…). Expectations are written down by the
 generator from how the line was built, not computed with the product's decoder, so the checker can disagree with it.
 
-How quarantine rows are matched to lines: every bad line carries a marker ``fz<case>x<line>`` near its start
-(quarantine keeps the first 4 KiB of a rejected line); a valid line's id is ``fz<case>v<line>``. A quarantine row is
-attributed to the first marker in its raw bytes.
+How quarantine rows are matched to lines: the orchestrator keeps ONE quarantine row per payload with refused lines,
+holding the refused line count and a sample of each of the first refused lines (its reason and first bytes); every
+generated payload has at most 6 lines, so every refused line is sampled. Every bad line carries a marker
+``fz<case>x<line>`` near its start; a valid line's id is ``fz<case>v<line>``. Each sample (or, for a row without
+samples, its raw bytes) is attributed to the first marker in it, and each row's line count must equal its samples.
 
 Duplicate ids: **the first one wins.** A second line with an id already stored — same or different content — is a
 duplicate: reported as such to the sender, not stored again, not shown again, and not quarantined (it is not
@@ -86,6 +88,8 @@ class Expectations:
     """First content seen for each id: that one must be stored."""
     duplicates: Counter[str] = field(default_factory=Counter)
     """Ids sent again (same or different content): not stored twice."""
+    bad_payloads: int = 0
+    """Payloads with at least one bad line: each must become exactly one quarantine row."""
     kinds: Counter[str] = field(default_factory=Counter)
     payloads: int = 0
     hostile_payloads: int = 0
@@ -97,6 +101,7 @@ class Expectations:
         self.megabyte_lines += sum(1 for line in case.lines if len(line.raw) >= 1_000_000)
         self.payloads += len(case.payloads)
         self.hostile_payloads += len(case.payloads) if case.hostile else 0
+        self.bad_payloads += 1 if any(line.reasons is not None for line in case.lines) else 0
         for line in case.lines:
             if line.reasons is not None:
                 assert line.marker not in self.bad, f"marker {line.marker} used twice"
@@ -416,11 +421,29 @@ BAD_KINDS = [_truncated, _malformed, _deep, _huge, _invalid_utf8, _nul, _markup,
 # the checker
 
 
-def read_db(db: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
-    """(quarantine rows as (reason, raw), events as (id, body)) of an orchestrator database."""
+def read_quarantine_rows(db: Path) -> list[tuple[int, list[tuple[str, bytes]]]]:
+    """Each quarantine row as (its refused line count, its refused lines as (reason, first bytes)); a row without
+    samples (one written by hand) is one line: its reason and raw bytes."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
-        quarantine = [(r[0], bytes(r[1])) for r in conn.execute("SELECT reason, raw FROM quarantine ORDER BY rowid")]
+        rows = conn.execute("SELECT reason, raw, lines, samples FROM quarantine ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+    out = []
+    for reason, raw, lines, samples in rows:
+        if not samples:
+            out.append((int(lines), [(str(reason), bytes(raw))]))
+            continue
+        parsed = [orjson.loads(x) for x in bytes(samples).splitlines() if x]
+        out.append((int(lines), [(str(x["reason"]), str(x["raw"]).encode()) for x in parsed]))
+    return out
+
+
+def read_db(db: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """(refused lines as (reason, raw) over all quarantine rows, events as (id, body)) of an orchestrator database."""
+    quarantine = [line for _, lines in read_quarantine_rows(db) for line in lines]
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
         events = [(r[0], bytes(r[1])) for r in conn.execute("SELECT id, body FROM events ORDER BY rowid")]
     finally:
         conn.close()
@@ -430,12 +453,20 @@ def read_db(db: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]
 def check_fuzz(exp: Expectations, db: Path, shown: list[str] | None = None) -> list[str]:
     """Problems with what ``db`` holds after the cases in ``exp`` were sent to it (empty list = all as expected).
 
-    Every bad line quarantined exactly once with an acceptable reason; nothing else quarantined; every valid id
+    One quarantine row per payload with bad lines, its line count matching its sampled lines; every bad line
+    quarantined exactly once with an acceptable reason; nothing else quarantined; every valid id
     stored once with the first content sent for it; nothing else stored; when ``shown`` (ids the headless
     orchestrator printed) is given, each stored id shown exactly once.
     """
     problems: list[str] = []
     quarantine, events = read_db(db)
+    rows = read_quarantine_rows(db)
+    if len(rows) != exp.bad_payloads:
+        problems.append(f"{len(rows)} quarantine rows for {exp.bad_payloads} payloads with bad lines (expected one "
+                        "each)")
+    for count, lines in rows:
+        if count != len(lines):
+            problems.append(f"quarantine row says {count} lines refused but samples {len(lines)}: {lines[:1]!r:.120}")
     seen: Counter[str] = Counter()
     for reason, raw in quarantine:
         found = MARKER_RE.search(raw)

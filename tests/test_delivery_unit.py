@@ -466,3 +466,32 @@ async def test_a_hanging_send_shows_the_peer_stalled_before_pilotctl_gives_up(ou
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_batch_cut_off_mid_line_stores_its_whole_lines_and_quarantines_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Seen under load when the orchestrator stopped mid-read: the cut-off half line of a batch was quarantined as
+    bad JSON. It is noise: the sender resends what the reply does not settle."""
+    engine = OrchestratorEngine(None, EventStore(tmp_path / "o.db"))  # type: ignore[arg-type]
+    evs = events(3)
+    payload = encode_batch(evs).rstrip(b"\n")
+    cut = payload[: payload.rfind(b"\n") + 20]  # two whole lines and the start of the third, then EOF
+    conn = FakeConn([cut])
+
+    async def eof(size: int, timeout: float) -> bytes:
+        return conn.chunks.pop(0) if conn.chunks else b""
+
+    conn.read = eof  # type: ignore[method-assign]
+    await engine._handle_conn(conn)
+    assert engine.store.quarantine_count() == 0
+    assert sorted(engine.store.ids()) == sorted(e.id for e in evs[:2])
+    ack = settle(conn.written.decode(), payload, [e.id for e in evs])
+    assert ack is not None and ack.stored == [e.id for e in evs[:2]]  # the third stays pending and is resent
+
+
+def test_the_ack_of_a_flood_refused_whole_is_cheap_and_settles_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    payload = b"x\n" * 2_000_000
+    result = _ingest(tmp_path, payload)
+    reply = build_ack(payload, result)
+    assert orjson.loads(reply)["lines"] == 0  # not split into its 2M lines (that took ~0.6 s) since none is settled
+    got = settle(reply.decode(), payload, [str(k) for k in range(2_000_000)])
+    assert got is not None and not got.stored and not got.rejected and not got.duplicate

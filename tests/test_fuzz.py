@@ -12,7 +12,7 @@ its receivers never restarted and it printed no traceback. Duplicate ids: the fi
 duplicate — acknowledged as such, not stored, not shown, not quarantined).
 
 ``test_fuzz_checker_reports_each_planted_fault`` (default suite) proves the checker notices a single lost, unquarantined,
-doubly quarantined, wrongly quarantined, overwritten or doubly shown event. ``test_invalid_utf8_message_is_quarantined``
+doubly quarantined, wrongly quarantined, overwritten or doubly shown event, and a miscounted quarantine row. ``test_invalid_utf8_message_is_quarantined``
 pins a fixed bug: a send-message body that is not UTF-8 (the daemon keeps it as ``data_b64``, which an
 ``inbox --full`` listing leaves out) once vanished instead of being quarantined.
 """
@@ -324,10 +324,15 @@ def test_fuzz_checker_reports_each_planted_fault(tmp_path: Path) -> None:
                             f"%{bad_marker}%")
     assert any(bad_marker in p and "quarantined 0 times" in p for p in check_fuzz(exp, unquarantined))
 
-    twice = _doctor(db, tmp_path / "twice.db", "INSERT INTO quarantine(received_at, reason, detail, raw, raw_len) "
-                    "SELECT received_at, reason, detail, raw, raw_len FROM quarantine WHERE CAST(raw AS TEXT) LIKE ?",
-                    f"%{bad_marker}%")
+    twice = _doctor(db, tmp_path / "twice.db", "INSERT INTO quarantine(received_at, reason, detail, raw, raw_len, "
+                    "lines, samples) SELECT received_at, reason, detail, raw, raw_len, lines, samples FROM quarantine "
+                    "WHERE CAST(raw AS TEXT) LIKE ?", f"%{bad_marker}%")
     assert any(bad_marker in p and "quarantined 2 times" in p for p in check_fuzz(exp, twice))
+    assert any("quarantine rows for" in p for p in check_fuzz(exp, twice)), "one row per payload, not two"
+
+    miscounted = _doctor(db, tmp_path / "count.db", "UPDATE quarantine SET lines = lines + 1 WHERE CAST(raw AS TEXT) "
+                         "LIKE ?", f"%{bad_marker}%")
+    assert any("lines refused but samples" in p for p in check_fuzz(exp, miscounted))
 
     second_won = _doctor(db, tmp_path / "second.db", "UPDATE events SET body=? WHERE id=?", orjson.dumps(second),
                          dup.lines[0].marker)

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from pilot_tui.aiotime import within
 from pilot_tui.model import Rejected, decode_payload
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError, Timeout
@@ -34,7 +35,7 @@ from pilot_tui.store.events import EventStore, IngestResult
 from . import updates as u
 from .fanout import DEFAULT_TOPIC, OutcomeNote, Publisher, follow, parse_shared
 from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
-from .receiver import build_ack, payload_complete
+from .receiver import build_ack, payload_complete, whole_lines
 
 RECEIVER_OF = {"stream": "stream", "message": "inbox", "subscribe": "follow"}
 
@@ -71,7 +72,12 @@ class OrchestratorConfig:
     idle_gap_s: float = 0.5
     """How long a stream payload without framing may pause before we take it as complete."""
     max_connections: int = 32
-    """Stream connections handled at once; more wait in accept."""
+    """Stream connections handled at once. When all are taken, a new connection pushes out the oldest one that has
+    sent nothing yet (an idle peer must not lock senders out); if every one is busy receiving, the new one waits up
+    to ``first_byte_timeout_s`` for a slot and is then closed unanswered (its sender resends)."""
+    first_byte_timeout_s: float = 2.0
+    """A stream connection that sends nothing for this long after being accepted is closed: ``connect`` writes
+    right after dialing, and silent connections must not hold readers for the whole read timeout."""
     inbox_keep_s: float = 86400.0
     """Inbox messages already stored are cleared from the daemon's inbox once they are this old."""
     inbox_prune_every_s: float = 600.0
@@ -190,26 +196,54 @@ class OrchestratorEngine:
         previous = self.receivers.get("stream")
         last = f" (last error: {previous.detail})" if previous and previous.state == "restarting" else ""
         self._set_receiver("stream", state="starting", detail=f"binding port {self.config.port}{last}")
-        listener = await open_stream_listener(self.pilotctl, self.config.port, backend=self.config.stream_backend)
+        # one I/O thread per connection handled at once (plus slack for evicted conns still unwinding), so reads
+        # never queue behind each other
+        listener = await open_stream_listener(self.pilotctl, self.config.port, backend=self.config.stream_backend,
+                                              io_threads=self.config.max_connections + 8)
+        silent: dict[StreamConn, None] = {}
         try:
             state = "running" if listener.can_reply else "degraded"
             self._set_receiver("stream", kind=listener.kind, state=state, detail=listener.describe())
             while True:
                 conn = await listener.accept()
-                await self._slots.acquire()
-                task = asyncio.create_task(self._handle_conn(conn))
+                # Accepting never waits on a silent peer: when every slot is taken, the oldest connection that
+                # has sent nothing yet is closed to make room (its read ends at once, its task frees the slot).
+                if self._slots.locked() and silent:
+                    oldest = next(iter(silent))
+                    del silent[oldest]
+                    await oldest.close()
+                try:
+                    await within(self._slots.acquire(), self.config.first_byte_timeout_s)
+                except TimeoutError:  # every slot is busy with a peer that is sending: refuse this one
+                    await conn.close()
+                    continue
+                silent[conn] = None
+                task = asyncio.create_task(self._handle_conn(conn, silent))
                 self._tasks.add(task)
                 task.add_done_callback(self._conn_done)
         finally:
             await listener.close()
 
     def _conn_done(self, task: asyncio.Task[Any]) -> None:
+        """Free the connection's slot however it ended (done, evicted, cancelled)."""
         self._tasks.discard(task)
         self._slots.release()
 
-    async def _handle_conn(self, conn: StreamConn) -> None:
+    async def _handle_conn(self, conn: StreamConn, silent: dict[StreamConn, None] | None = None) -> None:
+        """Read, store and acknowledge one connection; ``silent`` lists the accepted conns not yet sending
+        (insertion order = oldest first), which the accept loop may close to make room."""
+
+        def sending() -> None:
+            if silent is not None:
+                silent.pop(conn, None)
+
         try:
-            payload, _why = await read_payload(conn, payload_complete, idle_gap=self.config.idle_gap_s)
+            payload, why = await read_payload(conn, payload_complete, idle_gap=self.config.idle_gap_s,
+                                              first_byte_timeout=self.config.first_byte_timeout_s,
+                                              on_first_byte=sending)
+            sending()
+            if why != "complete":
+                payload = whole_lines(payload)
             if not payload.strip():
                 return
             result = self.ingest_payload(payload, sender="", transport="stream")
@@ -217,6 +251,7 @@ class OrchestratorEngine:
                 with contextlib.suppress(Exception):
                     await conn.write(build_ack(payload, result))
         finally:
+            sending()
             await conn.close()
 
     # -- inbox receiver --------------------------------------------------------------------------------------
@@ -268,8 +303,9 @@ class OrchestratorEngine:
 
     def ingest_payload(self, payload: bytes, *, sender: str, transport: str) -> IngestResult:
         """Decode, validate, dedup and store one payload; publish what happened. Never raises on bad input."""
-        decoded = decode_payload(payload)
-        result = self.store.ingest(decoded.events, decoded.rejected, sender=sender, transport=transport)
+        decoded = decode_payload(payload)  # bounded: a flood of lines is refused whole (MAX_PAYLOAD_LINES)
+        result = self.store.ingest(decoded.events, decoded.rejected, sender=sender, transport=transport,
+                                   payload=payload)
         now = time.time()
         self._set_receiver(RECEIVER_OF.get(transport, transport), last_message_at=now)
         if result.stored and self.publisher is not None:
@@ -288,6 +324,9 @@ class OrchestratorEngine:
         for sensor, bound, got in result.mismatches:
             self.bus.emit(u.SensorAlert(at=now, sensor=sensor, kind="mismatch",
                                         detail=f"bound to {bound}, event came from {got}"))
+        for sensor, high, seq in result.seq_jumps:
+            self.bus.emit(u.SensorAlert(at=now, sensor=sensor, kind="seq_jump",
+                                        detail=f"seq {seq} jumps from {high}; not taken as the newest"))
         return result
 
     def _gap_seen(self, sensor: str, first: int, last: int) -> None:

@@ -143,7 +143,8 @@ class ReceiverState(Update):
 
 @dataclass(frozen=True, slots=True)
 class SensorAlert(Update):
-    """Something odd about a sensor: a seq ``gap`` (events that never arrived) or an address ``mismatch``."""
+    """Something odd about a sensor: a seq ``gap`` (events that never arrived), an address ``mismatch``, or a
+    ``seq_jump`` (a seq implausibly far ahead, likely forged: not taken as the high-water mark)."""
 
     sensor: str
     kind: str

@@ -10,9 +10,12 @@ pilotctl has no replying stream server (``recv`` never answers, see pilotctl-con
     a loop of short ``pilotctl recv`` runs: works with any pilotctl but cannot reply, so each sender's ``connect``
     waits for its own timeout and a connect that lands between two runs fails. Its status says so.
 
-Both SDKs block, so they run on a small private thread pool (never the loop's default executor, whose few threads
-a blocked ``accept`` would starve). Every backend hands out :class:`StreamConn` objects with async reads bounded by
-a timeout.
+Both SDKs block, so they run on private threads (never the loop's default executor, whose few threads a blocked
+``accept`` would starve), split three ways so that nothing a peer does can stall accepting: ``accept`` has a thread
+of its own, each connection's blocking read/write takes one thread of an I/O pool sized for the connections the
+caller handles at once, and the calls that never wait on a peer (opening, close) have their own small pool — so
+closing an idle connection is never queued behind the reads it is meant to end. Every backend hands out
+:class:`StreamConn` objects with async reads bounded by a timeout.
 """
 
 from __future__ import annotations
@@ -55,20 +58,25 @@ class StreamListener(Protocol):
 
 
 class _ThreadConn:
-    """An SDK connection (real or sim) driven from asyncio through a private thread pool."""
+    """An SDK connection (real or sim) driven from asyncio through the listener's private thread pools."""
 
     can_reply = True
 
-    def __init__(self, conn: Any, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, conn: Any, io_pool: ThreadPoolExecutor, ctl_pool: ThreadPoolExecutor) -> None:
         self._conn = conn
-        self._pool = pool
+        self._io = io_pool
+        self._ctl = ctl_pool
+
+    def _read_by(self, size: int, deadline: float) -> bytes:
+        # deadline and read in one thread hop: the read holds an I/O thread, and only until ``deadline``
+        self._conn.set_read_deadline(deadline)
+        return bytes(self._conn.read(size))
 
     async def read(self, size: int, timeout: float) -> bytes:
         loop = asyncio.get_running_loop()
         deadline = time.time() + timeout
-        await loop.run_in_executor(self._pool, self._conn.set_read_deadline, deadline)
         try:
-            return bytes(await loop.run_in_executor(self._pool, self._conn.read, size))
+            return await loop.run_in_executor(self._io, self._read_by, size, deadline)
         except Exception as exc:  # the SDKs raise their own PilotError for deadlines and resets
             if time.time() >= deadline - 0.01:
                 raise TimeoutError(f"no data within {timeout:g}s") from None
@@ -76,12 +84,13 @@ class _ThreadConn:
 
     async def write(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, self._conn.write, data)
+        await loop.run_in_executor(self._io, self._conn.write, data)
 
     async def close(self) -> None:
+        """Close at once, even while a read is blocked on this connection (that read then fails)."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(Exception):
-            await loop.run_in_executor(self._pool, self._conn.close)
+            await loop.run_in_executor(self._ctl, self._conn.close)
 
 
 class SdkListener:
@@ -89,12 +98,19 @@ class SdkListener:
 
     can_reply = True
 
-    def __init__(self, driver_cls: Callable[[str], Any], socket_path: str, port: int, kind: str) -> None:
+    def __init__(
+        self, driver_cls: Callable[[str], Any], socket_path: str, port: int, kind: str, *, io_threads: int = 64
+    ) -> None:
+        """``io_threads`` bounds blocking reads/writes in flight: give at least one per connection handled at once,
+        or reads queue behind each other (accept never does: it has its own thread)."""
         self.kind = kind
         self.port = check_port(port)
         self._driver_cls = driver_cls
         self._socket_path = socket_path
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"pilot-{kind}-{port}")
+        name = f"pilot-{kind}-{port}"
+        self._accept_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-accept")
+        self._io_pool = ThreadPoolExecutor(max_workers=max(1, io_threads), thread_name_prefix=f"{name}-io")
+        self._ctl_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{name}-ctl")
         self._driver: Any = None
         self._listener: Any = None
 
@@ -105,8 +121,8 @@ class SdkListener:
         """Open the driver and bind the port; raises :class:`ConnectionFailed` when that fails."""
         loop = asyncio.get_running_loop()
         try:
-            self._driver = await loop.run_in_executor(self._pool, self._driver_cls, self._socket_path)
-            self._listener = await loop.run_in_executor(self._pool, self._driver.listen, self.port)
+            self._driver = await loop.run_in_executor(self._ctl_pool, self._driver_cls, self._socket_path)
+            self._listener = await loop.run_in_executor(self._ctl_pool, self._driver.listen, self.port)
         except Exception as exc:  # the SDKs raise their own error classes, not ours
             await self.close()
             raise ConnectionFailed(f"cannot listen on port {self.port}: {exc}") from None
@@ -115,10 +131,10 @@ class SdkListener:
     async def accept(self) -> StreamConn:
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(self._pool, self._listener.accept)
+            conn = await loop.run_in_executor(self._accept_pool, self._listener.accept)
         except Exception as exc:
             raise ConnectionFailed(f"accept on port {self.port} failed: {exc}") from None
-        return _ThreadConn(conn, self._pool)
+        return _ThreadConn(conn, self._io_pool, self._ctl_pool)
 
     async def close(self) -> None:
         # Closing the listener from another thread is what ends a blocked accept() in both SDKs.
@@ -127,7 +143,8 @@ class SdkListener:
                 with contextlib.suppress(Exception):
                     obj.close()
         self._listener = self._driver = None
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._accept_pool, self._io_pool, self._ctl_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _BufferedConn:
@@ -205,11 +222,14 @@ class RecvLoopListener:
             self._task = None
 
 
-async def open_stream_listener(pilotctl: Pilotctl, port: int, *, backend: str = "auto") -> StreamListener:
+async def open_stream_listener(
+    pilotctl: Pilotctl, port: int, *, backend: str = "auto", io_threads: int = 64
+) -> StreamListener:
     """Bind ``port`` with the best backend available: ``sim`` for pilot-sim, else ``sdk``, else ``recv``.
 
     ``backend`` forces one ("sdk", "sim", "recv"). The result says which one it is (``kind``, ``describe()``) so
-    the UI can show a degraded mode.
+    the UI can show a degraded mode. ``io_threads``: see :class:`SdkListener` (at least the connections the caller
+    handles at once).
     """
     if backend == "auto":
         with contextlib.suppress(PilotError):
@@ -219,14 +239,14 @@ async def open_stream_listener(pilotctl: Pilotctl, port: int, *, backend: str = 
     if backend == "sim":
         from pilot_tui.sim.sdk import Driver as SimDriver
 
-        return await SdkListener(SimDriver, socket_path, port, "sim").start()
+        return await SdkListener(SimDriver, socket_path, port, "sim", io_threads=io_threads).start()
     if backend == "sdk":
         try:
             from pilotprotocol import Driver as SdkDriver
         except Exception:  # not installed, or libpilot failed to load
             return await RecvLoopListener(pilotctl, port).start()
         try:
-            return await SdkListener(SdkDriver, socket_path, port, "sdk").start()
+            return await SdkListener(SdkDriver, socket_path, port, "sdk", io_threads=io_threads).start()
         except ConnectionFailed:
             return await RecvLoopListener(pilotctl, port).start()
     if backend == "recv":
@@ -241,32 +261,50 @@ async def read_payload(
     idle_gap: float = 0.5,
     total_timeout: float = 10.0,
     max_bytes: int = 8 * 1024 * 1024,
+    first_byte_timeout: float | None = None,
+    on_first_byte: Callable[[], None] | None = None,
 ) -> tuple[bytes, str]:
     """Read one sender's payload from ``conn`` and say why reading stopped.
 
     ``connect`` never half-closes, so EOF cannot mark the end: we stop when ``is_complete(buffer)`` says the
     payload is whole, at EOF, after ``idle_gap`` seconds without new bytes once something arrived, at
     ``total_timeout``, or at ``max_bytes``. Returns (payload, reason) with reason in
-    ``complete | eof | idle | timeout | oversize``. A wrong "complete" guess only makes the sender resend what
-    the reply does not list, never loses anything.
+    ``complete | eof | idle | timeout | silent | oversize``. A wrong "complete" guess only makes the sender resend
+    what the reply does not list, never loses anything.
+
+    ``first_byte_timeout`` (default: ``total_timeout``) ends a connection that sends nothing at all sooner
+    (reason ``silent``): ``connect`` writes its payload right after dialing, so a peer silent for that long is
+    not sending, and must not hold a reader for the whole ``total_timeout``. ``on_first_byte`` is called once
+    when data first arrives, so a caller can tell silent connections from working ones.
     """
     buf = bytearray()
     deadline = time.monotonic() + total_timeout
+    if first_byte_timeout is not None:
+        first_deadline = min(deadline, time.monotonic() + first_byte_timeout)
+    else:
+        first_deadline = deadline
     while True:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             return bytes(buf), "timeout"
-        wait = min(remaining, idle_gap) if buf else remaining
+        wait = min(remaining, idle_gap) if buf else first_deadline - now
+        if wait <= 0:
+            return bytes(buf), "silent"
         try:
             chunk = await conn.read(65536, wait)
         except TimeoutError:
             if buf and time.monotonic() < deadline:
                 return bytes(buf), "idle"
+            if not buf and first_deadline < deadline:
+                return bytes(buf), "silent"
             return bytes(buf), "timeout"
         except ConnectionError:
             return bytes(buf), "eof"
         if not chunk:
             return bytes(buf), "eof"
+        if not buf and on_first_byte is not None:
+            on_first_byte()
         buf += chunk
         if len(buf) > max_bytes:
             return bytes(buf), "oversize"

@@ -51,11 +51,29 @@ class Conn:
         self._closed = False
         self._deadline: float | None = None
         self.remote_addr = remote
+        # close() from another thread must end a blocked read() at once, as the real SDK's does. Closing the fd
+        # under a reader is not safe: its number can be reused by the next socket before the reader polls it, and
+        # the read then waits on a stranger's socket until its deadline. So close() only shuts the socket down
+        # while a read is running, and the reader closes the fd when it leaves.
+        self._io_lock = threading.Lock()
+        self._readers = 0
 
     def read(self, size: int = 4096) -> bytes:
         """Read up to ``size`` bytes; blocks until data arrives. ``b""`` at EOF."""
-        if self._closed:
-            raise PilotError("connection closed")
+        with self._io_lock:
+            if self._closed:
+                raise PilotError("connection closed")
+            self._readers += 1
+        try:
+            return self._read(size)
+        finally:
+            with self._io_lock:
+                self._readers -= 1
+                close_now = self._closed and self._readers == 0
+            if close_now:
+                self._sock.close()
+
+    def _read(self, size: int) -> bytes:
         if size <= 0:
             return b""
         if self._buf:
@@ -104,15 +122,18 @@ class Conn:
         return len(data)
 
     def close(self) -> None:
-        """Close the stream (the peer reads EOF)."""
-        if self._closed:
-            return
-        self._closed = True
+        """Close the stream (the peer reads EOF); a read blocked in another thread ends at once."""
+        with self._io_lock:
+            if self._closed:
+                return
+            self._closed = True
+            reading = self._readers > 0
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self._sock.close()
+        if not reading:  # else the reader closes the fd once it is out of recv (see __init__)
+            self._sock.close()
 
     def set_read_deadline(self, deadline: float | None) -> None:
         """Unix time after which ``read()`` raises :class:`PilotError`; ``None`` clears it."""

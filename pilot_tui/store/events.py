@@ -9,6 +9,7 @@ is persisted with who and when, so a restart shows the same feed.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,23 @@ from .db import Tx, open_db
 
 QUARANTINE_RAW_CAP = 4096
 """Bytes of a rejected payload kept for the analyst to look at (the full length is recorded separately)."""
+
+QUARANTINE_SAMPLES = 10
+"""Refused lines of one payload kept individually (line number, reason, detail, first bytes); the rest are only
+counted — one hostile payload must cost one row, not one row per line."""
+
+QUARANTINE_SAMPLE_BYTES = 256
+"""Bytes of each sampled refused line kept."""
+
+QUARANTINE_MAX_ROWS = 10_000
+"""Quarantined payloads kept; beyond this the oldest are dropped (and counted) so junk cannot fill the disk."""
+
+QUARANTINE_MAX_BYTES = 32 * 1024 * 1024
+"""Stored bytes (raw + detail + samples) of quarantine kept; beyond this the oldest rows are dropped too."""
+
+MAX_SEQ_JUMP = 100_000
+"""A sensor's seq more than this above its highest seen so far does not move the high-water mark: one forged
+``"seq": 2**53`` would otherwise swallow every later real gap. The event is stored, flagged ``seq_jump``."""
 
 TRIAGE_STATES = ("new", "acknowledged", "mitigating", "mitigated", "false_positive")
 MAX_NOTE_CHARS = 500
@@ -62,7 +80,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
     sender      TEXT NOT NULL DEFAULT '',
     transport   TEXT NOT NULL DEFAULT '',
     raw         BLOB NOT NULL,
-    raw_len     INTEGER NOT NULL
+    raw_len     INTEGER NOT NULL,
+    lines       INTEGER NOT NULL DEFAULT 1,      -- refused lines of this payload (one row per payload)
+    samples     BLOB                             -- NDJSON: the first refused lines (line, reason, detail, raw)
 );
 CREATE TABLE IF NOT EXISTS sensors (
     sensor     TEXT PRIMARY KEY,
@@ -93,6 +113,45 @@ CREATE TABLE IF NOT EXISTS mitigation_targets (
 );
 """
 
+QUARANTINE_STATS = (
+    """CREATE TABLE IF NOT EXISTS quarantine_stats (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        rows          INTEGER NOT NULL,
+        lines         INTEGER NOT NULL,
+        bytes         INTEGER NOT NULL,
+        dropped       INTEGER NOT NULL DEFAULT 0,
+        dropped_lines INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS quarantine_stats_add AFTER INSERT ON quarantine BEGIN
+        UPDATE quarantine_stats SET rows = rows + 1, lines = lines + NEW.lines,
+            bytes = bytes + length(NEW.raw) + length(NEW.detail) + COALESCE(length(NEW.samples), 0) WHERE id = 1;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS quarantine_stats_del AFTER DELETE ON quarantine BEGIN
+        UPDATE quarantine_stats SET rows = rows - 1, lines = lines - OLD.lines,
+            bytes = bytes - length(OLD.raw) - length(OLD.detail) - COALESCE(length(OLD.samples), 0) WHERE id = 1;
+    END""",
+)
+"""Counters kept by triggers in the writing transaction, so counts are O(1) reads (the status bar asks on the UI
+thread; ``COUNT(*)`` over millions of rows took 400 ms) and stay exact whoever inserts or deletes."""
+
+
+def migrate_quarantine(conn: Any) -> None:
+    """Bring a database made before per-payload quarantine up to date: add the ``lines``/``samples`` columns (old
+    rows are one line each) and the counters, counted once from what is there."""
+    with Tx(conn) as c:
+        have = {r[1] for r in c.execute("PRAGMA table_info(quarantine)")}
+        if "lines" not in have:
+            c.execute("ALTER TABLE quarantine ADD COLUMN lines INTEGER NOT NULL DEFAULT 1")
+        if "samples" not in have:
+            c.execute("ALTER TABLE quarantine ADD COLUMN samples BLOB")
+        for statement in QUARANTINE_STATS:
+            c.execute(statement)
+        if c.execute("SELECT 1 FROM quarantine_stats WHERE id = 1").fetchone() is None:
+            c.execute(
+                "INSERT INTO quarantine_stats(id, rows, lines, bytes) SELECT 1, COUNT(*), COALESCE(SUM(lines), 0), "
+                "COALESCE(SUM(length(raw) + length(detail) + COALESCE(length(samples), 0)), 0) FROM quarantine"
+            )
+
 
 @dataclass(slots=True)
 class IngestResult:
@@ -107,6 +166,8 @@ class IngestResult:
     """(sensor, first missing seq, last missing seq) for each hole this payload revealed."""
     mismatches: list[tuple[str, str, str]] = field(default_factory=list)
     """(sensor, address it is bound to, address this event came from)."""
+    seq_jumps: list[tuple[str, int, int]] = field(default_factory=list)
+    """(sensor, highest seq so far, the implausible seq): jumps that were not taken as the new high-water mark."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,18 +209,28 @@ def row_to_stored(row: tuple[Any, ...]) -> StoredEvent:
 class EventStore:
     """SQLite event store of one orchestrator. Use from one thread (the engine's loop); reads are cheap."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, quarantine_max_rows: int = QUARANTINE_MAX_ROWS,
+                 quarantine_max_bytes: int = QUARANTINE_MAX_BYTES) -> None:
         self.path = path
         self.conn = open_db(path, SCHEMA)
+        migrate_quarantine(self.conn)
+        self.quarantine_max_rows = quarantine_max_rows
+        self.quarantine_max_bytes = quarantine_max_bytes
 
     def close(self) -> None:
         self.conn.close()
 
     def ingest(
         self, events: Iterable[ThreatEvent], rejected: Iterable[Rejected] = (), *, sender: str = "",
-        transport: str = "",
+        transport: str = "", payload: bytes | None = None,
     ) -> IngestResult:
-        """Store valid events (skipping known ids), quarantine rejected lines, update sensors — one transaction."""
+        """Store valid events (skipping known ids), quarantine the payload's rejected lines as ONE row, update
+        sensors — one transaction.
+
+        ``payload`` (the whole payload, when the caller has it) is what the quarantine row keeps the first bytes and
+        the size of; the per-line list stays in the result (the sender's acknowledgement needs it) but never in the
+        database, where a payload of a million junk lines would become a million rows.
+        """
         result = IngestResult(rejected=list(rejected))
         now = time.time()
         with Tx(self.conn) as c:
@@ -178,13 +249,53 @@ class EventStore:
                         c.execute("UPDATE sensors SET events=events+1 WHERE sensor=?", (event.sensor,))
                 else:
                     result.duplicates.append(event.id)
-            for rej in result.rejected:
-                c.execute(
-                    "INSERT INTO quarantine(received_at, reason, detail, sender, transport, raw, raw_len) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (now, rej.reason, rej.detail[:500], sender, transport, rej.raw[:QUARANTINE_RAW_CAP], len(rej.raw)),
-                )
+            if result.rejected:
+                self._quarantine_payload(c, result.rejected, payload, sender, transport, now)
         return result
+
+    def _quarantine_payload(self, c: Any, rejected: list[Rejected], payload: bytes | None, sender: str,
+                            transport: str, now: float) -> None:
+        """One quarantine row for a payload's refused lines, then drop the oldest rows beyond the bounds."""
+        counts = Counter(r.reason for r in rejected)
+        first = rejected[0]
+        if len(rejected) == 1:
+            reason, detail = first.reason, first.detail
+        else:
+            reason = next(iter(counts)) if len(counts) == 1 else "mixed"
+            by_reason = ", ".join(f"{r} {n:,}" for r, n in counts.most_common())
+            detail = f"{len(rejected):,} lines refused ({by_reason}); line {first.index}: {first.detail}"
+        whole = payload if payload is not None else first.raw
+        samples = b"".join(
+            orjson.dumps({"line": r.index, "reason": r.reason, "detail": r.detail[:200],
+                          "raw": r.raw[:QUARANTINE_SAMPLE_BYTES].decode("utf-8", "replace"),
+                          "raw_len": len(r.raw)}) + b"\n"
+            for r in rejected[:QUARANTINE_SAMPLES]
+        )
+        newest = c.execute(
+            "INSERT INTO quarantine(received_at, reason, detail, sender, transport, raw, raw_len, lines, samples) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (now, reason, detail[:500], sender, transport, whole[:QUARANTINE_RAW_CAP], len(whole), len(rejected),
+             samples),
+        ).lastrowid
+        rows, size = c.execute("SELECT rows, bytes FROM quarantine_stats WHERE id = 1").fetchone()
+        # oldest first, until both bounds hold again; the row just added stays (it is the newest)
+        last, dropped, dropped_lines = 0, 0, 0
+        while rows > self.quarantine_max_rows or size > self.quarantine_max_bytes:
+            batch = c.execute(
+                "SELECT rowid, lines, length(raw) + length(detail) + COALESCE(length(samples), 0) FROM quarantine "
+                "WHERE rowid > ? AND rowid < ? ORDER BY rowid LIMIT 1000", (last, newest)
+            ).fetchall()
+            if not batch:
+                break
+            for rowid, lines, cost in batch:
+                if rows <= self.quarantine_max_rows and size <= self.quarantine_max_bytes:
+                    break
+                last, rows, size = rowid, rows - 1, size - cost
+                dropped, dropped_lines = dropped + 1, dropped_lines + lines
+        if dropped:
+            c.execute("DELETE FROM quarantine WHERE rowid <= ?", (last,))
+            c.execute("UPDATE quarantine_stats SET dropped = dropped + ?, dropped_lines = dropped_lines + ? "
+                      "WHERE id = 1", (dropped, dropped_lines))
 
     def _track_sensor(self, c: Any, event: ThreatEvent, sender: str, now: float, result: IngestResult) -> str:
         """Update the sensor row; record seq gaps and address mismatches. Returns flags for the event row."""
@@ -204,7 +315,10 @@ class EventStore:
             c.execute("UPDATE sensors SET mismatches=mismatches+1 WHERE sensor=?", (event.sensor,))
             flags = "address_mismatch"
         new_max = max_seq
-        if event.seq is not None:
+        if event.seq is not None and max_seq is not None and event.seq > max_seq + MAX_SEQ_JUMP:
+            result.seq_jumps.append((event.sensor, max_seq, event.seq))
+            flags = ",".join(f for f in (flags, "seq_jump") if f)
+        elif event.seq is not None:
             if max_seq is not None and event.seq > max_seq + 1:
                 result.gaps.append((event.sensor, max_seq + 1, event.seq - 1))
                 c.execute("UPDATE sensors SET gaps=gaps+? WHERE sensor=?", (event.seq - max_seq - 1, event.sensor))
@@ -293,19 +407,27 @@ class EventStore:
         return [r[0] for r in self.conn.execute("SELECT id FROM events ORDER BY rowid")]
 
     def quarantine_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+        """Quarantined payloads held — one counter row, not a scan (the status bar asks on the UI thread)."""
+        return self.quarantine_stats()["rows"]
+
+    def quarantine_stats(self) -> dict[str, int]:
+        """``rows`` (payloads held), ``lines`` (refused lines in them), ``bytes`` stored, ``dropped`` /
+        ``dropped_lines`` (oldest payloads removed to keep the bounds) — read from the trigger-kept counters."""
+        keys = ("rows", "lines", "bytes", "dropped", "dropped_lines")
+        row = self.conn.execute(f"SELECT {', '.join(keys)} FROM quarantine_stats WHERE id = 1").fetchone()
+        return dict(zip(keys, (int(v) for v in row or (0,) * len(keys)), strict=True))
 
     def quarantine_by_reason(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason").fetchall())
 
     def quarantine_page(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         rows = self.conn.execute(
-            "SELECT rowid, received_at, reason, detail, sender, transport, raw, raw_len FROM quarantine "
-            "ORDER BY rowid DESC LIMIT ? OFFSET ?",
+            "SELECT rowid, received_at, reason, detail, sender, transport, raw, raw_len, lines, samples "
+            "FROM quarantine ORDER BY rowid DESC LIMIT ? OFFSET ?",
             (limit, offset),
         )
-        keys = ("rowid", "received_at", "reason", "detail", "sender", "transport", "raw", "raw_len")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        keys = ("rowid", "received_at", "reason", "detail", "sender", "transport", "raw", "raw_len", "lines")
+        return [dict(zip(keys, r[:-1], strict=True), samples=quarantine_samples(r[-1])) for r in rows]
 
     def missing_between(self, sensor: str, first: int, last: int) -> int:
         """How many of ``sensor``'s seq numbers ``first..last`` have not arrived (a late or reordered batch fills
@@ -323,7 +445,8 @@ def sensor_rows(conn: Any) -> list[dict[str, Any]]:
     """Known sensors, most recently heard first (works on any connection, e.g. the UI's read-only one).
 
     ``missing`` is exact: seq numbers between the lowest and the highest seen that never arrived (a late resend
-    fills a hole and the count drops again).
+    fills a hole and the count drops again). Events flagged ``seq_jump`` are left out: one forged huge seq would
+    otherwise report quadrillions missing.
     """
     keys = ("sensor", "address", "first_seen", "last_seen", "events", "max_seq", "gaps", "mismatches")
     rows = conn.execute(f"SELECT {', '.join(keys)} FROM sensors ORDER BY last_seen DESC").fetchall()
@@ -331,7 +454,14 @@ def sensor_rows(conn: Any) -> list[dict[str, Any]]:
         s: (hi - lo + 1 - n) if lo is not None else 0
         for s, lo, hi, n in conn.execute(
             "SELECT sensor, MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM events WHERE sensor IS NOT NULL "
-            "GROUP BY sensor"
+            "AND flags NOT LIKE '%seq_jump%' GROUP BY sensor"
         )
     }
     return [dict(zip(keys, r, strict=True), missing=spans.get(r[0], 0)) for r in rows]
+
+
+def quarantine_samples(blob: bytes | None) -> list[dict[str, Any]]:
+    """The sampled refused lines of a quarantine row (``[]`` for a row made before per-payload quarantine)."""
+    if not blob:
+        return []
+    return [orjson.loads(line) for line in bytes(blob).splitlines() if line]

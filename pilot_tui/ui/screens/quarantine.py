@@ -1,4 +1,7 @@
-"""Quarantine: payload lines the orchestrator refused (bad JSON, unknown severity, oversize…), newest first.
+"""Quarantine: payloads the orchestrator refused (bad JSON, unknown severity, oversize…), newest first.
+
+One row per payload, however many of its lines were refused (``LINES``); the sample pane lists the first refused
+lines with their reasons. The store keeps a bounded number of rows and counts the oldest it dropped.
 
 The raw bytes are attacker-controlled: they are decoded with replacement characters, passed through
 :func:`~pilot_tui.model.printable` and shown as ``Text`` — never as markup, never as escape sequences.
@@ -58,24 +61,29 @@ class QuarantineScreen(SecondaryScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("RECEIVED", "REASON", "DETAIL", "SIZE", "FROM", "VIA")
+        table.add_columns("RECEIVED", "REASON", "LINES", "DETAIL", "SIZE", "FROM", "VIA")
         self.action_reload()
         table.focus()
 
     def action_reload(self) -> None:
         store = self.engine.store
         by_reason = store.quarantine_by_reason()
-        total = store.quarantine_count()
-        summary = Text(f"{total:,} quarantined", style="bold")
+        stats = store.quarantine_stats()
+        summary = Text(f"{stats['rows']:,} quarantined", style="bold")
+        if stats["lines"] != stats["rows"]:
+            summary.append(f" ({stats['lines']:,} lines)")
         if by_reason:
             summary.append(" · " + ", ".join(f"{safe(r)} {n:,}" for r, n in sorted(by_reason.items())))
+        if stats["dropped"]:
+            summary.append(f" · {stats['dropped']:,} oldest dropped ({stats['dropped_lines']:,} lines)",
+                           style="yellow")
         self.query_one("#quarantine-summary", Static).update(summary)
         table = self.query_one(DataTable)
         table.clear()
         self.rows = store.quarantine_page(PAGE)
         for row in self.rows:
-            table.add_row(fmt_iso(row["received_at"])[5:], safe_text(row["reason"]),
-                          Text(truncate(safe(row["detail"]), 48)), fmt_bytes(row["raw_len"]),
+            table.add_row(fmt_iso(row["received_at"])[5:], safe_text(row["reason"]), f"{row['lines']:,}",
+                          Text(truncate(safe(row["detail"]), 41)), fmt_bytes(row["raw_len"]),
                           safe_text(row["sender"] or "—"), safe_text(row["transport"] or "—"))
         self._show_sample(0)
 
@@ -92,7 +100,18 @@ class QuarantineScreen(SecondaryScreen):
         head.append_text(safe_text(row["detail"]))
         kept = len(row["raw"]) if row["raw"] is not None else 0
         note = Text(f"first {kept:,} of {row['raw_len']:,} bytes, shown literally:", style="dim")
-        sample.update(Group(head, note, safe_text(raw_preview(row["raw"] or b""))))
+        parts: list[Any] = [head]
+        samples = row.get("samples") or []
+        if len(samples) > 1:
+            more = row["lines"] - len(samples)
+            parts.append(Text(f"first {len(samples)} of {row['lines']:,} refused lines"
+                              + (f" ({more:,} more not kept)" if more > 0 else "") + ":", style="dim"))
+            for item in samples:
+                line = Text(f"  line {item.get('line')} {safe(item.get('reason'))}: ", style="bold")
+                line.append_text(Text(truncate(safe(item.get("raw", "")), 120)))
+                parts.append(line)
+        parts += [note, safe_text(raw_preview(row["raw"] or b""))]
+        sample.update(Group(*parts))
 
     def action_close(self) -> None:
         self.dismiss(None)
