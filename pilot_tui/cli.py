@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", type=topic_name, metavar="TOPIC", help="event-stream topic (default pilot-tui.threats)")
     p.add_argument("--exec-node", type=hostname_or_address, metavar="HOST",
                    help="executor node to ask for blocks from here (mitigation is off without it)")
+    p.add_argument("--key", metavar="KEY",
+                   help="the orchestrator's signing key (base64) or its fingerprint, as 'orchestrator --publish' "
+                   "prints it: only what it signed is shown (default: pin the first signer's key and show it)")
     _common(p)
 
     p = sub.add_parser("executor", help="apply firewall blocks requested over Pilot",

@@ -32,3 +32,13 @@ def default_config_file() -> Path:
     """The TOML config read when ``--config`` is not given (it need not exist)."""
     env = os.environ.get("PILOT_TUI_CONFIG")
     return Path(env).expanduser() if env else user_config_path(APP) / "config.toml"
+
+
+def signing_key_path(override: str | os.PathLike[str] | None = None) -> Path:
+    """The orchestrator's Ed25519 key for what it publishes to followers (kept so their pinned key stays valid)."""
+    return state_dir(override) / "orchestrator-signing.key"
+
+
+def pinned_key_path(override: str | os.PathLike[str] | None = None) -> Path:
+    """The orchestrator public key a follower pinned (``pilot-tui follow``), so a restart does not trust anew."""
+    return state_dir(override) / "follow-pinned.pub"

@@ -82,11 +82,13 @@ async def test_followers_see_what_the_orchestrator_stores(sim_nodes, tmp_path) -
         await asyncio.sleep(0.5)
         assert orch.store.get(events[1].id).state == "false_positive"  # type: ignore[union-attr]
         # a follower validates like the orchestrator: a hostile publisher's junk is quarantined, not shown
+        # (even when signed by the orchestrator's own key, as a buggy orchestrator might)
         hostile = Pilotctl(SIM, env=nodes["orch-y"].env)
-        junk = await hostile.publish("broker-b", fanout.DEFAULT_TOPIC, "[b]x[/b]\n")
+        sign = orch.publisher.signer.wrap
+        junk = await hostile.publish("broker-b", fanout.DEFAULT_TOPIC, sign(b"[b]x[/b]\n").decode())
         assert junk["topic"] == fanout.DEFAULT_TOPIC
         fake = '{"schema":"pilot-tui.triage/1","ids":["x y"],"state":"acknowledged","note":null,"by":"eve"}'
-        await hostile.publish("broker-b", fanout.DEFAULT_TOPIC, fake)
+        await hostile.publish("broker-b", fanout.DEFAULT_TOPIC, sign(fake.encode()).decode())
         await wait_for(lambda: follower.store.quarantine_count() == 2, "junk quarantined")
         assert follower.store.quarantine_by_reason() == {"bad_json": 1, "bad_shared": 1}
         assert follower.store.total() == before + 400
@@ -200,7 +202,7 @@ async def test_a_full_queue_during_a_publish_never_loses_an_unsent_event(monkeyp
         async def publish(self, broker: str, topic: str, data: str) -> dict[str, Any]:
             if not sent:  # the first publish is in flight while the queue overflows
                 pub.offer(events[4:])
-            sent.extend(line for line in data.splitlines())
+            sent.extend(line for line in orjson.loads(data)["body"].splitlines())  # (inside the signed envelope)
             return {}
 
     monkeypatch.setattr(fanout, "MAX_QUEUED", 4)

@@ -9,9 +9,10 @@ inbox, where late mitigation outcomes arrive.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pilot_tui import paths
-from pilot_tui.engines.fanout import DEFAULT_TOPIC
+from pilot_tui.engines.fanout import DEFAULT_TOPIC, KeyPin, parse_key
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.events import EventStore
@@ -25,7 +26,28 @@ def build_engine(args: argparse.Namespace) -> OrchestratorEngine:
     store = EventStore(paths.db_path("follow", args.state_dir))
     config = OrchestratorConfig(stream=False, inbox=bool(args.exec_node), follow=args.broker,
                                 topic=args.topic or DEFAULT_TOPIC, exec_node=args.exec_node)
-    return OrchestratorEngine(pilotctl, store, config)
+    engine = OrchestratorEngine(pilotctl, store, config)
+    # only what this orchestrator key signed is shown: --key pins it explicitly, else the first valid signed
+    # message pins it (trust on first use, announced); either way it is kept in the state dir for the next start
+    pin_file = paths.pinned_key_path(args.state_dir)
+    try:
+        if args.key:
+            public, expected = parse_key(args.key)
+            pin = KeyPin(public, expected=None if public else expected, file=pin_file)
+            if public is not None and (not pin_file.exists() or KeyPin.read(pin_file) != public):
+                pin.pin(public)
+        else:
+            pin = KeyPin(file=pin_file)
+    except ValueError as exc:
+        raise PilotError(str(exc), code="bad_key",
+                         hint=f"give --key the fingerprint or key the orchestrator prints, or remove {pin_file}") from None
+    engine.follow_pin = pin  # type: ignore[attr-defined]  # read by the engine's follow receiver
+    if pin.fingerprint:
+        print(f"pilot-tui follow: accepting only what orchestrator key {pin.fingerprint} signed", file=sys.stderr)
+    else:
+        print("pilot-tui follow: no orchestrator key pinned yet — the first signed message's key will be pinned and "
+              "shown; check it with the orchestrator's operator (or pass --key)", file=sys.stderr)
+    return engine
 
 
 def run(args: argparse.Namespace) -> int:

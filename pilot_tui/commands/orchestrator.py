@@ -11,7 +11,7 @@ import orjson
 
 from pilot_tui import paths
 from pilot_tui.engines import updates as u
-from pilot_tui.engines.fanout import DEFAULT_TOPIC
+from pilot_tui.engines.fanout import DEFAULT_TOPIC, Signer
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.events import EventStore
@@ -26,7 +26,17 @@ def build_engine(args: argparse.Namespace) -> OrchestratorEngine:
     config = OrchestratorConfig(port=args.port or 1000, exec_node=args.exec_node,
                                 stream_backend=args.stream_backend or "auto", publish_to=args.publish,
                                 topic=args.topic or DEFAULT_TOPIC)
-    return OrchestratorEngine(pilotctl, store, config)
+    engine = OrchestratorEngine(pilotctl, store, config)
+    if engine.publisher is not None:
+        # followers pin this key: it must be the same one on every start, so it lives in the state dir
+        try:
+            signer = Signer.load_or_create(paths.signing_key_path(args.state_dir))
+        except ValueError as exc:
+            raise PilotError(str(exc), code="bad_key") from None
+        engine.publisher.signer = signer
+        print(f"pilot-tui orchestrator: publishing signed with key {signer.fingerprint} (followers pin it: "
+              f"pilot-tui follow {args.publish} --key {signer.public_b64})", file=sys.stderr)
+    return engine
 
 
 def headless_printer() -> Callable[[u.Update], None]:

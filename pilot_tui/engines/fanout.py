@@ -16,18 +16,33 @@ dismiss or reopen, a mitigation moving an event to ``mitigating``/``mitigated``)
 :class:`TriageNote`, and every mitigation outcome as an :class:`OutcomeNote`, in order with the events they refer
 to; followers apply them, recording who did it and through which broker. What a follower does stays on that
 follower.
+
+Everything published is signed (:class:`Signer`, Ed25519): the orchestrator keeps its key in its state dir and wraps
+each message in a ``pilot-tui.signed/1`` envelope. Any node that may publish on the broker could otherwise forge
+triage or events for every follower, so a follower (:class:`KeyPin`) applies only what is signed by the key it pinned
+— given with ``--key`` or trusted on first use and then kept in its state dir — and quarantines the rest with the
+reason (``unsigned``, ``bad_signature``, ``wrong_key``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
 import ipaddress
+import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pilot_tui.model import ID_RE, ThreatEvent, encode_batch, printable
 from pilot_tui.pilot.driver import Pilotctl
@@ -148,6 +163,157 @@ def _triage_from(obj: dict[str, Any]) -> TriageNote:
     return TriageNote(tuple(ids), state, printable(note) if note else None, printable(by))
 
 
+SIGNED_SCHEMA = "pilot-tui.signed/1"
+"""``schema`` of the envelope every published message travels in: ``{"schema", "key", "fp", "body", "sig"}`` —
+``key`` the orchestrator's raw Ed25519 public key (base64; a follower trusting on first use needs the key itself, not
+only its fingerprint), ``body`` the message as text, ``sig`` the Ed25519 signature of ``body``'s UTF-8 bytes."""
+
+FINGERPRINT_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def fingerprint(public: bytes) -> str:
+    """What people compare: the first 16 hex digits of SHA-256 over the raw public key."""
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` 0600 from the first byte (a temp file renamed over it: never half-written)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Signer:
+    """The orchestrator's publishing key: followers pin it, so only this orchestrator can change what they show."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.public = key.public_key().public_bytes_raw()
+        self.fingerprint = fingerprint(self.public)
+        self.public_b64 = base64.b64encode(self.public).decode()
+
+    @classmethod
+    def ephemeral(cls) -> Signer:
+        """A key for this process only (an engine built without a state dir, as in tests): still never unsigned."""
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Signer:
+        """The key kept at ``path``, created 0600 on first use: the same key across restarts keeps followers' pins
+        valid."""
+        if not path.exists():
+            key = Ed25519PrivateKey.generate()
+            _write_private(path, base64.b64encode(key.private_bytes_raw()) + b"\n")
+            return cls(key)
+        try:
+            raw = base64.b64decode(path.read_bytes().strip(), validate=True)
+            return cls(Ed25519PrivateKey.from_private_bytes(raw))
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"{path} does not hold a pilot-tui signing key ({exc}); move it away to make a new "
+                             "one (followers will then have to pin the new key)") from None
+
+    def wrap(self, body: bytes) -> bytes:
+        """``body`` in a signed envelope."""
+        return orjson.dumps({"schema": SIGNED_SCHEMA, "key": self.public_b64, "fp": self.fingerprint,
+                             "body": body.decode("utf-8"), "sig": base64.b64encode(self._key.sign(body)).decode()})
+
+
+class Unverified(ValueError):
+    """A published message the follower must not apply; ``reason`` is the quarantine reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_key(text: str) -> tuple[bytes | None, str]:
+    """``--key``: a base64 public key (pinned as is) or its 16-hex fingerprint -> ``(public or None, fingerprint)``.
+
+    Raises ``ValueError`` for anything else, so a typo never silently falls back to trusting on first use."""
+    text = text.strip()
+    if FINGERPRINT_RE.match(text.lower()):
+        return None, text.lower()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"{text[:60]!r} is neither a key fingerprint (16 hex digits) nor a base64 Ed25519 public key")
+    return raw, fingerprint(raw)
+
+
+class KeyPin:
+    """The orchestrator key a follower accepts: given (``--key``), kept in ``file``, or pinned on first use.
+
+    ``expected`` is a fingerprint to wait for (``--key FINGERPRINT``): the first valid message signed by a key with
+    that fingerprint pins the key itself. ``on_pin`` is told the fingerprint whenever a key gets pinned.
+    """
+
+    def __init__(self, pinned: bytes | None = None, *, expected: str | None = None, file: Path | None = None,
+                 on_pin: Callable[[str], None] | None = None) -> None:
+        self.file = file
+        self.expected = expected
+        self.on_pin = on_pin
+        if pinned is None and expected is None and file is not None and file.exists():
+            pinned = self.read(file)
+        self.pinned = pinned
+
+    @staticmethod
+    def read(file: Path) -> bytes:
+        """The key pinned in ``file`` (raises ``ValueError`` if it holds anything else)."""
+        raw, _ = parse_key(file.read_text().strip())
+        if raw is None:
+            raise ValueError(f"{file} does not hold a public key")
+        return raw
+
+    @property
+    def fingerprint(self) -> str | None:
+        return fingerprint(self.pinned) if self.pinned is not None else self.expected
+
+    def open(self, data: bytes) -> bytes:
+        """The body of ``data`` if it is signed by the pinned key (pinning it first if none is); else raises
+        :class:`Unverified`."""
+        try:
+            env = orjson.loads(data) if SIGNED_SCHEMA.encode() in data[:200] else None
+        except orjson.JSONDecodeError:
+            env = None
+        if not isinstance(env, dict) or env.get("schema") != SIGNED_SCHEMA:
+            raise Unverified("unsigned", "not signed by an orchestrator key")
+        key, body, sig = env.get("key"), env.get("body"), env.get("sig")
+        try:
+            public = base64.b64decode(key if isinstance(key, str) else "", validate=True)
+            signature = base64.b64decode(sig if isinstance(sig, str) else "", validate=True)
+            if not isinstance(body, str) or len(public) != 32 or len(signature) != 64:
+                raise ValueError("bad shape")
+            raw = body.encode("utf-8")
+            Ed25519PublicKey.from_public_bytes(public).verify(signature, raw)
+        except (binascii.Error, ValueError, InvalidSignature, UnicodeEncodeError):
+            raise Unverified("bad_signature", "signature missing, malformed or not valid for its body") from None
+        fp = fingerprint(public)
+        if self.pinned is None and self.expected in (None, fp):
+            self.pin(public)
+        if self.pinned != public:
+            raise Unverified("wrong_key", f"signed by key {fp}, not by the pinned orchestrator key "
+                                          f"{self.fingerprint}")
+        return raw
+
+    def pin(self, public: bytes) -> None:
+        """Accept ``public`` from now on, and keep it (0600) so a restart does not trust on first use again."""
+        self.pinned = public
+        if self.file is not None:
+            _write_private(self.file, base64.b64encode(public) + b"\n")
+        if self.on_pin is not None:
+            self.on_pin(fingerprint(public))
+
+
 class Publisher:
     """Publishes stored events to ``broker``/``topic`` in batches, in order, retrying what failed.
 
@@ -156,8 +322,11 @@ class Publisher:
     unsent events stay queued.
     """
 
-    def __init__(self, pilotctl: Pilotctl, broker: str, topic: str, report: Report) -> None:
+    def __init__(self, pilotctl: Pilotctl, broker: str, topic: str, report: Report,
+                 signer: Signer | None = None) -> None:
         self._pilotctl = pilotctl
+        self.signer = signer or Signer.ephemeral()
+        """Signs every publish; ``pilot-tui orchestrator`` sets the key kept in its state dir."""
         self.broker = broker
         self.topic = topic
         self._report = report
@@ -196,7 +365,8 @@ class Publisher:
             self._wake.set()
 
     def describe(self) -> str:
-        text = f"publishing to {self.broker} topic {self.topic} · {self.sent:,} sent"
+        text = f"publishing to {self.broker} topic {self.topic} signed by key {self.signer.fingerprint} · " \
+               f"{self.sent:,} sent"
         if self._queue:
             text += f" · {len(self._queue):,} waiting"
         if self.dropped:
@@ -212,7 +382,7 @@ class Publisher:
             batch = self._take()
             first = batch[0]
             payload = encode_batch(batch) if isinstance(first, ThreatEvent) else first.to_json()
-            await self._pilotctl.publish(self.broker, self.topic, payload.decode("utf-8"))
+            await self._pilotctl.publish(self.broker, self.topic, self.signer.wrap(payload).decode("utf-8"))
             for item in batch:  # only now: a failed publish leaves them queued for the restart
                 if self._queue and self._queue[0] is item:  # (a full queue may have dropped some meanwhile)
                     self._queue.popleft()

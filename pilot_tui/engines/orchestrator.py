@@ -33,7 +33,7 @@ from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payloa
 from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
-from .fanout import DEFAULT_TOPIC, OutcomeNote, Publisher, follow, parse_shared
+from .fanout import DEFAULT_TOPIC, KeyPin, OutcomeNote, Publisher, Unverified, follow, parse_shared
 from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
 from .receiver import build_ack, payload_complete, whole_lines
 
@@ -168,11 +168,30 @@ class OrchestratorEngine:
 
     async def _follow_receiver(self) -> None:
         assert self.config.follow is not None
+        # the orchestrator key this follower accepts; `pilot-tui follow` sets one kept in its state dir (and --key),
+        # else the first valid signed message pins its key for this process only
+        pin: KeyPin = self.__dict__.setdefault("follow_pin", KeyPin())
+        if pin.on_pin is None:
+            pin.on_pin = lambda fp: self.bus.emit(u.Notice(
+                at=time.time(), level="warning",
+                message=f"pinned orchestrator key {fp} — check it with the orchestrator's operator"))
+            if pin.fingerprint:  # said once, not on every restart of this receiver
+                self.bus.emit(u.Notice(at=time.time(), level="info",
+                                       message=f"accepting only what orchestrator key {pin.fingerprint} signed"))
         await follow(self.pilotctl, self.config.follow, self.config.topic, self._ingest_followed,
                      self._reporter("follow"))
 
     def _ingest_followed(self, data: bytes) -> None:
-        """A payload from the followed broker: events, or a state change or mitigation outcome on the orchestrator."""
+        """A payload from the followed broker: events, or a state change or mitigation outcome on the orchestrator.
+
+        Only what the pinned orchestrator key signed is applied: anyone who can publish on the broker could forge the
+        rest. Each refused message is quarantined with its reason (unsigned, bad_signature, wrong_key)."""
+        pin: KeyPin = self.__dict__.setdefault("follow_pin", KeyPin())
+        try:
+            data = pin.open(data)
+        except Unverified as exc:
+            self._quarantine(Rejected(0, exc.reason, exc.detail, data), sender="", transport="subscribe")
+            return
         try:
             note = parse_shared(data)
         except ValueError as exc:
