@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "address it first resolves to (kept in the state dir; repeatable; none = refuse all)")
     p.add_argument("--allow", action="append", type=ip_or_cidr, metavar="CIDR", dest="allowlist",
                    help="never block this IP/CIDR (repeatable)")
+    p.add_argument("--block-duration", type=duration, metavar="DURATION",
+                   help="how long a block lasts when the request names no duration: 30s, 15m, 2h, 7d (default 1h)")
     _common(p)
 
     sub.add_parser("demo", help="live demo with an emulated network (no Pilot install needed)",
@@ -236,10 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # config errors
         print(f"pilot-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from .paths import StateError
+
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except StateError as exc:  # an unusable state dir/file, wherever a mode opened it: one line, not a traceback
+        print(f"pilot-tui {args.mode}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def run() -> None:  # pragma: no cover - console-script shim

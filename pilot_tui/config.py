@@ -24,6 +24,7 @@ Layout (every key optional)::
 
     [executor]
     backend = "dry-run"
+    block_duration = "1h"         # a request without a duration blocks this long (or seconds: 3600)
     obey = ["local-threat-orchestrator"]
     allowlist = ["192.0.2.10"]
 
@@ -54,7 +55,7 @@ MODE_KEYS: dict[str, set[str]] = {
                "pilotctl"},
     "orchestrator": {"port", "exec_node", "on_event", "state_dir", "pilotctl", "stream_backend", "publish", "topic"},
     "follow": {"topic", "exec_node", "state_dir", "pilotctl"},
-    "executor": {"backend", "obey", "allowlist", "state_dir", "pilotctl"},
+    "executor": {"backend", "obey", "allowlist", "state_dir", "pilotctl", "block_duration"},
 }
 # config key -> argparse dest, where they differ
 DEST = {"logs": "log"}

@@ -240,7 +240,8 @@ async def test_block_of_a_blocked_ip_is_already_applied_and_extends_expiry(tmp_p
     n = len(engine.firewall.recorded)
     clock.now += 100
     shorter = await ask(engine, pilot, request(at=clock.now, duration_s=60).encode())
-    assert shorter["status"] == "already_applied" and "already blocked until" in shorter["detail"]
+    # the status says "already blocked" (the UI prints "already blocked — <detail>"): the detail must not repeat it
+    assert shorter["status"] == "already_applied" and shorter["detail"].startswith("expiry unchanged: blocked until")
     assert len(engine.firewall.recorded) == n
     longer = await ask(engine, pilot, request(at=clock.now, duration_s=3600).encode())
     assert longer["status"] == "already_applied" and "extended" in longer["detail"]

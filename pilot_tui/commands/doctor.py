@@ -159,6 +159,8 @@ def _state_check(state_dir: str | None) -> Check:
     except OSError as exc:
         return Check("state dir", False, f"{state_dir or 'default state dir'}: {exc.strerror or exc}",
                      "pass --state-dir DIR with a writable directory")
+    except paths.StateError as exc:
+        return Check("state dir", False, str(exc), "pass --state-dir DIR with a private (0700) directory")
     mode = oct(os.stat(directory).st_mode & 0o777)
     return Check("state dir", True, f"{directory} writable ({mode})")
 

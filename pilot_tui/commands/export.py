@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
@@ -87,14 +88,23 @@ def write(store: EventStore, fmt: str, out: TextIO, since_s: float | None = None
 
 
 def run(args: argparse.Namespace) -> int:
-    db = paths.db_path("orchestrator", args.state_dir)
-    if not db.exists() or db.stat().st_size == 0:
-        return fail("export", f"no orchestrator state at {db} (run the orchestrator first, or pass --state-dir)")
-    store = EventStore(db)
+    try:
+        db = paths.db_path("orchestrator", args.state_dir)
+        if not db.exists() or db.stat().st_size == 0:
+            return fail("export", f"no orchestrator state at {db} (run the orchestrator first, or pass --state-dir)")
+        store = EventStore(db)
+    except paths.StateError as exc:
+        return fail("export", str(exc))
+    except OSError as exc:
+        return fail("export", f"cannot read orchestrator state: {exc.strerror or exc}")
     try:
         write(store, args.format, sys.stdout, args.since)
     except BrokenPipeError:
         pass
+    except sqlite3.DatabaseError as exc:
+        # a page-corrupted file opens fine and fails part-way: what was written stands, the error is one line
+        sys.stdout.flush()
+        return fail("export", f"{db} is corrupt ({exc}); the events before this point were written")
     finally:
         store.close()
     return 0

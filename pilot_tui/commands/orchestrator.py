@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         engine = build_engine(args)
     except PilotError as exc:
         return fail("orchestrator", exc.message, exc.hint)
+    except paths.StateError as exc:
+        return fail("orchestrator", str(exc))
     return serve(engine, headless=bool(args.headless), on_event=args.on_event)
 
 

@@ -11,6 +11,14 @@ runs twice. Answers that a retry might change are not stored: ``failed`` (the ba
 ``not_obeyed`` (the operator may add ``--obey``). A block for an address already blocked is ``already_applied`` and
 extends the expiry when the new one is later.
 
+Store vs firewall: a row on record proves only that *some* backend once applied the block — perhaps ``dry-run``, which
+runs nothing. So each row records its backend, and the executor reconciles with the backend in use: at start it asks
+the live firewall (nft set / iptables chain / ufw rules) what it blocks, re-adds rows of this backend that went missing
+and marks the others (another backend's rows) as not applied; on a block request it asks again for that address.
+``already_applied`` is answered only when the live firewall really has the address; otherwise the block is applied
+for real and answered ``applied``. When the firewall cannot be asked, the store counts as unverified: re-apply, never
+claim. ``dry-run`` has no live firewall: its own rows are the truth.
+
 Whom we obey: an ``--obey`` hostname is resolved with ``pilotctl find`` once and **pinned** to that Pilot address (kept
 in the state file), because any daemon can be restarted with ``--hostname`` of a node that is down. Later resolutions
 never move the pin; one that differs is reported loudly (:class:`~.executor_updates.ObeyPinConflict`, a Notice, the
@@ -125,6 +133,8 @@ class ExecutorEngine:
         self._lock = asyncio.Lock()
         self._expiry_wake = asyncio.Event()
         self._expiry_retry: dict[str, float] = {}
+        self._absent: set[str] = set()
+        """Rows on record that reconciliation found not applied by the backend in use (re-applied on request)."""
         self._last_watch: tuple[Any, ...] = ()
 
     # -- subscription ----------------------------------------------------------------------------------------
@@ -163,11 +173,70 @@ class ExecutorEngine:
         await self._resolve_obey()
         self.bus.emit(self.state())
         await self.expire_due()
+        await self.reconcile()
+
+    async def reconcile(self) -> int:
+        """Bring the store in line with the firewall in use; returns how many rows were found not applied.
+
+        Rows of this backend missing from the live firewall are restored (a reboot or a reload emptied it); rows
+        another backend made (a ``dry-run`` row under ``--backend nft`` never reached the kernel) are marked not
+        applied, so the next request for them applies the block for real instead of answering ``already_applied``.
+        """
+        live = await self._live_blocked()
+        name = self.firewall.name
+        self._absent.clear()
+        missing = 0
         for block in self.store.active_blocks():
+            if block.backend != name:
+                self._absent.add(block.ip)
+                missing += 1
+                continue
+            if live is not None and block.ip in live:
+                continue
+            if live is not None:
+                missing += 1
             try:
-                await self._firewall_for(block.backend).restore(block.ip, max(1, int(block.expires_at - self._clock())))
+                await self.firewall.restore(block.ip, max(1, int(block.expires_at - self._clock())))
             except FirewallError as exc:
+                self._absent.add(block.ip)
                 self.bus.emit(Notice(self._clock(), "error", f"could not restore the block of {block.ip}: {exc}"))
+        if missing:
+            others = len(self._absent)
+            detail = (f"reconciled {missing} block(s) on record with the live {name} firewall: "
+                      f"{missing - others} restored, {others} not applied by {name} (applied on the next request)")
+            log.info("executor: %s", detail)
+            self.bus.emit(Notice(self._clock(), "warning", detail))
+        return missing
+
+    async def _live_blocked(self) -> set[str] | None:
+        """The addresses the firewall in use blocks now; ``None`` for dry-run (no live firewall) or when it cannot
+        be read — then one clear line says so and the store counts as unverified (re-apply, never claim)."""
+        if self.firewall.dry_run:
+            return None
+        try:
+            return await self.firewall.list_blocked()
+        except FirewallError as exc:
+            detail = (f"cannot read the live {self.firewall.name} firewall ({exc}); blocks on record are unverified "
+                      f"and are re-applied on request")
+            log.warning("executor: %s", detail)
+            self.bus.emit(Notice(self._clock(), "error", detail))
+            return None
+
+    async def _not_in_force(self, block: Block) -> str | None:
+        """Why a block on record is not in force with the backend in use, or ``None`` when it is."""
+        name = self.firewall.name
+        if block.backend != name:
+            return f"the block on record was applied by {block.backend}, not {name}"
+        if block.ip in self._absent:
+            return f"the block on record is not in the live {name} firewall"
+        if self.firewall.dry_run:
+            return None
+        live = await self._live_blocked()
+        if live is None:
+            return f"the live {name} firewall could not be read"
+        if block.ip not in live:
+            return f"{block.ip} was missing from the live {name} firewall"
+        return None
 
     async def process_pending(self) -> list[MitigationResult | None]:
         """Handle whatever the inbox holds now, once (no watching): tests, and a one-shot run."""
@@ -370,23 +439,30 @@ class ExecutorEngine:
         dry = " (dry-run: nothing was run)" if self.firewall.dry_run else ""
         existing = self.store.get_block(req.ip)
         expires = now + duration
+        why = await self._not_in_force(existing) if existing is not None else None
         try:
             if existing is None:
                 argv = await self.firewall.block(req.ip, duration)
+            elif why is not None:
+                argv = await self.firewall.restore(req.ip, duration)  # restore: never a duplicate iptables rule
             elif expires > existing.expires_at + 1:
-                argv = await self._firewall_for(existing.backend).extend(req.ip, duration)
+                argv = await self.firewall.extend(req.ip, duration)
             else:
-                return self._applied(msg, req, "already_applied", f"already blocked until "
+                # the status already says "already blocked" (UI: "already blocked — <detail>"): do not repeat it
+                return self._applied(msg, req, "already_applied", f"expiry unchanged: blocked until "
                                      f"{mt.utc_iso(existing.expires_at)}", [], existing.expires_at)
         except FirewallError as exc:
             return self._fail(msg, req, exc)
         self._expiry_wake.set()
-        if existing is not None:
-            return self._applied(msg, req, "already_applied", f"already blocked; expiry extended to {mt.utc_iso(expires)}"
-                                 f"{dry}", argv, expires, put_block=replace(existing, expires_at=expires))
+        if existing is not None and why is None:
+            return self._applied(msg, req, "already_applied", f"expiry extended to {mt.utc_iso(expires)}{dry}", argv,
+                                 expires, put_block=replace(existing, expires_at=expires))
+        self._absent.discard(req.ip)
         block = Block(req.ip, self.firewall.name, req.request_id, msg.sender.lower(), msg.message_id, now, expires,
                       req.reason, req.event_id)
-        return self._applied(msg, req, "applied", f"blocked for {duration}s{dry}", argv, expires, put_block=block)
+        again = f" (re-applied: {why})" if why else ""
+        return self._applied(msg, req, "applied", f"blocked for {duration}s{again}{dry}", argv, expires,
+                             put_block=block)
 
     async def _unblock(self, msg: InboxMessage, req: MitigationRequest) -> MitigationResult:
         existing = self.store.get_block(req.ip)
@@ -397,6 +473,7 @@ class ExecutorEngine:
         except FirewallError as exc:
             return self._fail(msg, req, exc)
         self._expiry_retry.pop(req.ip, None)
+        self._absent.discard(req.ip)
         return self._applied(msg, req, "applied", "unblocked", argv, None, drop_block=req.ip)
 
     def _firewall_for(self, name: str) -> Firewall:
@@ -422,6 +499,7 @@ class ExecutorEngine:
                     self.bus.emit(xu.BlockExpired(now, block.ip, block.request_id, block.backend, False, str(exc)))
                     continue
                 self._expiry_retry.pop(block.ip, None)
+                self._absent.discard(block.ip)
                 detail = f"block of {block.ip} ended at {mt.utc_iso(block.expires_at)}; removed"
                 result = MitigationResult(block.request_id, block.ip, "block", "expired", block.backend, detail,
                                           mt.utc_iso(block.expires_at), self.hostname)

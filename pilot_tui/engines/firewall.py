@@ -16,6 +16,10 @@ Backends:
   v6 rule at position 1 when that position holds a v4 rule. ``ufw delete deny from IP`` to undo.
 
 These need root (or CAP_NET_ADMIN); the executor runs them as it is, it never calls sudo.
+
+Each real backend can also be *asked* which addresses it blocks (:meth:`Firewall.list_blocked`): ``nft -j list set``,
+``iptables -S INPUT``, ``ufw status``. The executor reconciles its store with that answer, because a row on record
+(say, one written by ``dry-run``) is no proof that the kernel drops the address.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+
+import orjson
 
 from pilot_tui.aiotime import within
 from pilot_tui.subproc import kill_and_reap, spawn
@@ -41,7 +47,8 @@ MAX_RECORDED = 1000
 """Dry-run keeps this many recorded commands (the history in the state file keeps them all, per request)."""
 
 Argv = list[str]
-Runner = Callable[[Sequence[Argv], float], Awaitable[None]]
+Runner = Callable[[Sequence[Argv], float], Awaitable[str | None]]
+"""Runs argv lists in order; returns the stdout of the last one (queries read it), ``None`` when it has none."""
 
 _ABSENT_MARKERS = (
     "no such file or directory",  # nft delete element that is not there (or timed out already)
@@ -122,14 +129,81 @@ def ufw_unblock_argv(ip: str) -> list[Argv]:
     return [["ufw", "delete", "deny", "from", ip]]
 
 
+# -- queries: what the live firewall blocks ------------------------------------------------------------------
+
+
+def nft_list_argv() -> list[Argv]:
+    """One ``nft -j list set`` per family set: JSON, so the elements are parsed, not scraped."""
+    return [["nft", "-j", "list", "set", "inet", NFT_TABLE, name] for name in (NFT_SET4, NFT_SET6)]
+
+
+def iptables_list_argv() -> list[Argv]:
+    return [[tool, "-w", "-S", "INPUT"] for tool in ("iptables", "ip6tables")]
+
+
+def ufw_list_argv() -> list[Argv]:
+    return [["ufw", "status"]]
+
+
+def _canonical(text: str) -> str | None:
+    """``text`` as a canonical single address (a ``/32`` or ``/128`` prefix is one address), else ``None``."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return None
+    return str(net.network_address) if net.num_addresses == 1 else None
+
+
+def parse_nft_set(text: str) -> set[str]:
+    """The addresses in ``nft -j list set`` output; elements are plain strings or ``{"elem": {"val": …}}``."""
+    try:
+        doc = orjson.loads(text or b"{}")
+    except orjson.JSONDecodeError:
+        raise FirewallError(f"nft -j list set: unreadable output {text[:80]!r}") from None
+    found: set[str] = set()
+    for item in doc.get("nftables", []) if isinstance(doc, dict) else []:
+        nft_set = item.get("set") if isinstance(item, dict) else None
+        for elem in (nft_set or {}).get("elem", []) or []:
+            value = elem.get("elem", {}).get("val") if isinstance(elem, dict) else elem
+            if isinstance(value, str) and (ip := _canonical(value)):
+                found.add(ip)
+    return found
+
+
+def parse_iptables_rules(text: str) -> set[str]:
+    """Sources of ``-s IP/32 … -j DROP`` lines in ``iptables -S INPUT`` output."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        parts = line.split()
+        flags = dict(zip(parts, parts[1:], strict=False))
+        if flags.get("-j") == "DROP" and (ip := _canonical(flags.get("-s", ""))):
+            found.add(ip)
+    return found
+
+
+def parse_ufw_status(text: str) -> set[str]:
+    """Sources of ``… DENY [IN] IP`` rules in ``ufw status`` output (comments and ``(v6)`` ignored)."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        parts = line.split("#", 1)[0].split()
+        if "DENY" not in parts:
+            continue
+        rest = [p for p in parts[parts.index("DENY") + 1:] if p not in ("IN", "(v6)")]
+        if rest and (ip := _canonical(rest[0])):
+            found.add(ip)
+    return found
+
+
 # -- running ----------------------------------------------------------------------------------------------------
 
 
-async def run_argvs(argvs: Sequence[Argv], timeout: float = RUN_TIMEOUT_S) -> None:
+async def run_argvs(argvs: Sequence[Argv], timeout: float = RUN_TIMEOUT_S) -> str:
     """Run each argv in order (no shell), stop at the first failure and raise :class:`FirewallError` with its stderr.
 
-    Each command gets ``timeout`` seconds; a command that overruns is killed and reported.
+    Each command gets ``timeout`` seconds; a command that overruns is killed and reported. Returns the last
+    command's stdout (what a query such as ``nft -j list set`` answered).
     """
+    out = b""
     for argv in argvs:
         try:
             proc = await spawn(
@@ -139,7 +213,7 @@ async def run_argvs(argvs: Sequence[Argv], timeout: float = RUN_TIMEOUT_S) -> No
         except OSError as exc:
             raise FirewallError(f"cannot run {argv[0]}: {exc.strerror or exc}", argv=list(argv)) from None
         try:
-            _, err = await within(proc.communicate(), timeout)
+            out, err = await within(proc.communicate(), timeout)
         except asyncio.TimeoutError:
             raise FirewallError(f"{argv[0]} did not finish within {timeout:g}s", argv=list(argv)) from None
         finally:
@@ -149,6 +223,7 @@ async def run_argvs(argvs: Sequence[Argv], timeout: float = RUN_TIMEOUT_S) -> No
             first = text.splitlines()[0] if text else f"exit status {proc.returncode}"
             raise FirewallError(f"{' '.join(argv[:3])} failed: {first[:300]}", argv=list(argv),
                                 returncode=proc.returncode, stderr=text[:2000])
+    return (out or b"").decode("utf-8", "replace")
 
 
 @dataclass
@@ -204,6 +279,44 @@ class Firewall:
         if self._kind != "nft":
             return []
         return nft_unblock_argv(ip) + self.block_argv(ip, duration_s)
+
+    async def list_blocked(self) -> set[str]:
+        """The addresses the live firewall blocks now (canonical strings). Raises :class:`FirewallError` when it
+        cannot be read (no binary, no permission, unreadable output); a missing nft table is simply empty.
+
+        Only real backends can be asked: ``dry-run`` changes nothing, so its store rows are the only truth and
+        calling this on it is a bug (:class:`ValueError`).
+        """
+        if self.dry_run:
+            raise ValueError("dry-run has no live firewall to ask; its store rows are the truth")
+        found: set[str] = set()
+        if self.name == "nft":
+            for argv in nft_list_argv():
+                try:
+                    out = await self.runner([argv], self.timeout)
+                except FirewallError as exc:
+                    if exc.absent:  # table or set not created yet: nothing is blocked
+                        continue
+                    raise
+                found |= parse_nft_set(self._answer(argv, out))
+        elif self.name == "iptables":
+            for argv in iptables_list_argv():
+                found |= parse_iptables_rules(self._answer(argv, await self.runner([argv], self.timeout)))
+        else:
+            argv = ufw_list_argv()[0]
+            found |= parse_ufw_status(self._answer(argv, await self.runner([argv], self.timeout)))
+        return found
+
+    @staticmethod
+    def _answer(argv: Argv, out: str | None) -> str:
+        """A runner that returns nothing for a query cannot tell us what is blocked: that is a failure, not "none"."""
+        if out is None:
+            raise FirewallError(f"{' '.join(argv[:4])} gave no output to read", argv=list(argv))
+        return out
+
+    async def contains(self, ip: str) -> bool:
+        """True when the live firewall blocks ``ip`` now (raises like :meth:`list_blocked`)."""
+        return _canonical(ip) in await self.list_blocked()
 
     async def _run(self, argvs: list[Argv]) -> list[Argv]:
         if self.dry_run:

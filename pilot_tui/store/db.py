@@ -7,33 +7,76 @@ files created 0600 because they hold attacker IPs, evidence and peer addresses.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
+import stat
 from pathlib import Path
+
+from pilot_tui.paths import StateError, ensure_private_dir
+
+__all__ = ["StateError", "Tx", "open_db", "query_readonly"]
+
+
+def _refuse_links(path: Path) -> None:
+    """Refuse ``path`` or its -wal/-shm companions when they are symlinks (or not regular files).
+
+    SQLite follows links, and we chmod the file: a planted ``orchestrator.db -> victim`` would make us change the
+    victim's mode and write our pages into it; a dangling one would create our database wherever it points.
+    """
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StateError(f"cannot use {candidate}: {exc.strerror or exc}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise StateError(f"{candidate} is a symbolic link: refusing to follow it (remove it to start fresh)")
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{candidate} is not a regular file: refusing to use it")
 
 
 def _touch_private(path: Path) -> None:
-    """Create ``path`` with mode 0600 before SQLite opens it; SQLite gives its -wal/-shm files the same mode."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    """Create ``path`` with mode 0600 before SQLite opens it, never through a symlink; SQLite gives its -wal/-shm
+    files the same mode."""
+    _refuse_links(path)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # became a link since the check
+            raise StateError(f"{path} is a symbolic link: refusing to follow it") from None
+        raise StateError(f"cannot open state file {path}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def open_db(path: Path | str, schema: str) -> sqlite3.Connection:
     """Open (creating if needed) a private SQLite database in WAL mode and apply ``schema`` (idempotent DDL).
 
     ``path`` may be ``":memory:"`` for tests. The connection is in autocommit mode; callers group writes with
-    ``with conn:`` blocks (one transaction each).
+    ``with conn:`` blocks (one transaction each). Every way the file can be unusable — unsafe directory, symlink,
+    unwritable, not a database — raises :class:`StateError` with one line the commands print instead of a traceback.
     """
     if str(path) != ":memory:":
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(p.parent)
         _touch_private(p)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(schema)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(schema)
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        raise StateError(f"cannot open database {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StateError(f"{path} is not a pilot-tui database or is corrupt: {exc}; move it away to start fresh") \
+            from None
     return conn
 
 
