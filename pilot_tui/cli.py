@@ -205,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def mode_parser(mode: str, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The sub-parser of ``mode`` (its flags, types and choices): the config file is checked against it."""
+    parser = parser or build_parser()
+    for action in parser._actions:  # argparse keeps its sub-parsers here; no public accessor exists
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[mode]
+    raise KeyError(mode)
+
+
 MODES = {
     "oracle": "pilot_tui.commands.oracle",
     "orchestrator": "pilot_tui.commands.orchestrator",
@@ -228,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.mode in ("oracle", "orchestrator", "executor", "follow"):
             from . import config
 
-            config.apply(args, args.mode)
+            config.apply(args, args.mode, mode_parser(args.mode, parser))
         module = importlib.import_module(MODES[args.mode])
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("pilot_tui"):

@@ -62,20 +62,20 @@ DEST = {"logs": "log"}
 
 
 class ConfigError(ValueError):
-    """The config file is unreadable or holds an unknown key or a wrong type."""
+    """The config file is unreadable or holds an unknown key or a value its flag would refuse."""
 
 
-def load(path: Path | None, mode: str) -> dict[str, Any]:
-    """Read the settings for ``mode`` (top-level shared keys merged under the mode's table).
+def _read(path: Path | None, mode: str) -> tuple[Path, list[tuple[str, str, Any]]]:
+    """``(file, [(section, key, value), …])`` for ``mode``: top-level shared keys first, then the mode's table.
 
-    A missing default config file is fine (empty settings); a missing explicitly named one is an error.
+    A missing default config file is fine (no settings); a missing explicitly named one is an error.
     """
     explicit = path is not None
     path = path or default_config_file()
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
-        return {}
+        return path, []
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -83,23 +83,99 @@ def load(path: Path | None, mode: str) -> dict[str, Any]:
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise ConfigError(f"config file {path}: unknown key(s) {', '.join(sorted(unknown))}")
-    merged = {k: v for k, v in data.items() if k in ("pilotctl", "state_dir")}
+    items = [("", k, v) for k, v in data.items() if k in ("pilotctl", "state_dir")]
     table = data.get(mode, {})
     if not isinstance(table, dict):
         raise ConfigError(f"config file {path}: [{mode}] must be a table")
     unknown = set(table) - MODE_KEYS.get(mode, set())
     if unknown:
         raise ConfigError(f"config file {path}: unknown key(s) in [{mode}]: {', '.join(sorted(unknown))}")
-    merged.update(table)
-    return merged
+    items += [(mode, k, v) for k, v in table.items()]
+    return path, items
 
 
-def apply(args: argparse.Namespace, mode: str) -> argparse.Namespace:
-    """Fill every flag the user did not give (``None``) from the config file; flags win."""
-    settings = load(Path(args.config).expanduser() if getattr(args, "config", None) else None, mode)
-    for key, value in settings.items():
+def load(path: Path | None, mode: str) -> dict[str, Any]:
+    """The raw settings for ``mode`` (top-level shared keys merged under the mode's table), not yet validated."""
+    return {key: value for _, key, value in _read(path, mode)[1]}
+
+
+def _flag_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """dest → the argparse action of a mode's parser.
+
+    argparse has no public accessor for its actions; ``_actions`` has been stable since Python 2.7, and
+    ``tests/test_config.py`` fails loudly if it ever changes.
+    """
+    return {action.dest: action for action in parser._actions}
+
+
+def _convert(action: argparse.Action, value: Any) -> Any:
+    """``value`` as the flag would have produced it, or ``ValueError`` with the flag's own message.
+
+    TOML has types of its own, so each is checked against what the flag means: a switch takes true/false; a port or
+    a duration may be a number; everything else is text (``publish = 42`` is not a hostname).
+    """
+    if action.nargs == 0:  # store_true switches
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    many = isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+")
+    if many:
+        values = value if isinstance(value, list) else [value]
+        return [_convert_one(action, v) for v in values]
+    if isinstance(value, list):
+        raise ValueError(f"expected one value, got a list {value!r}")
+    return _convert_one(action, value)
+
+
+def _convert_one(action: argparse.Action, value: Any) -> Any:
+    numeric = getattr(action.type, "__name__", "") in NUMERIC_TYPES
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
+        isinstance(value, (int, float)) and not numeric
+    ):
+        raise ValueError(f"expected text, got {value!r}")
+    text = str(value)
+    if callable(action.type):
+        try:
+            converted = action.type(text)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise ValueError(str(exc) or f"invalid value {value!r}") from None
+    else:
+        converted = text
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+    return converted
+
+
+NUMERIC_TYPES = {"port_number", "duration", "int", "float"}
+"""Flag types whose config value may be a TOML number (``port = 1000``, ``block_duration = 3600``)."""
+
+
+def apply(args: argparse.Namespace, mode: str, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Fill every flag the user did not give (``None``) from the config file; flags win.
+
+    Each value goes through the flag's own type function and choices (``parser`` is the mode's sub-parser; built
+    when not given), so ``[orchestrator] port = "abc"`` fails exactly as ``--port abc`` would, naming the file,
+    the table and the key.
+    """
+    path, items = _read(Path(args.config).expanduser() if getattr(args, "config", None) else None, mode)
+    if not items:
+        return args
+    if parser is None:
+        from .cli import mode_parser
+
+        parser = mode_parser(mode)
+    actions = _flag_actions(parser)
+    for section, key, value in items:
         dest = DEST.get(key, key)
+        where = f"config file {path}: " + (f"[{section}] " if section else "") + key
+        action = actions.get(dest)
+        if action is None:  # a key MODE_KEYS allows but this mode's parser lacks: a bug in this table
+            raise ConfigError(f"{where}: not a setting of {mode}")
+        try:
+            converted = _convert(action, value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         current = getattr(args, dest, None)
         if current is None or current is False:
-            setattr(args, dest, value)
+            setattr(args, dest, converted)
     return args
