@@ -201,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ndjson: one event a line; csv: a spreadsheet (cells that would start a formula — =, +, -, "
                    "@, tab, CR — are prefixed with ' so attacker text cannot run); ecs: Elastic Common Schema")
     p.add_argument("--since", type=duration, metavar="DURATION", help="only events received in the last 30s/15m/2h/7d")
+    p.add_argument("--follow", action="store_true",
+                   help="keep running and write each event as it is stored (ndjson/ecs), resuming after a restart "
+                   "from a saved cursor: exactly once into --output FILE, at least once on stdout")
+    p.add_argument("--output", metavar="FILE", help="with --follow: append to FILE (cut back to the cursor on restart)")
+    p.add_argument("--cursor", metavar="FILE",
+                   help="with --follow: where the position is kept (default: FILE.cursor beside --output, else "
+                   "export-FORMAT.cursor in the state dir)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="with --follow: how often to look for new events (default 1)")
     p.add_argument("--state-dir", metavar="DIR")
     return parser
 

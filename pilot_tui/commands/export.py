@@ -88,6 +88,14 @@ def write(store: EventStore, fmt: str, out: TextIO, since_s: float | None = None
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "follow", False) or getattr(args, "output", None) or getattr(args, "cursor", None):
+        if not args.follow:
+            return fail("export", "--output and --cursor go with --follow")
+        if args.since is not None:
+            return fail("export", "--since does not go with --follow (the cursor says where to start)")
+        from . import export_follow
+
+        return export_follow.run(args)
     try:
         db = paths.db_path("orchestrator", args.state_dir)
         if not db.exists() or db.stat().st_size == 0:

@@ -144,3 +144,11 @@ def iter_since(conn: sqlite3.Connection, since_epoch: float | None = None) -> It
     where, args = ("", []) if since_epoch is None else (" WHERE received_at >= ?", [since_epoch])
     for row in conn.execute(f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY rowid", args):
         yield row_to_stored(row)
+
+
+
+def iter_after(conn: sqlite3.Connection, rowid: int, limit: int) -> list[StoredEvent]:
+    """Up to ``limit`` events stored after arrival number ``rowid``, oldest first: the cursor of ``export --follow``
+    (``StoredEvent.rowid`` only grows with arrival)."""
+    rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?", (rowid, limit))
+    return [row_to_stored(row) for row in rows]
