@@ -1,4 +1,4 @@
-"""``python -m bench all|scan|e2e|throughput|ingest|startup|idle|ui [--quick] [--results-dir DIR]``
+"""``python -m bench all|scan|e2e|throughput|ingest|startup|idle|ui|demo [--quick] [--results-dir DIR]``
 
 Runs the benchmarks, each against a baseline measured in the same run, prints their tables, writes
 ``<results>/<name>.json`` and, at the end, the markdown table of headline figures (``README-table.md``), built from
@@ -77,6 +77,12 @@ def _idle(ctx: Ctx) -> Any:
     return idle_bench.run(ctx)
 
 
+def _demo(ctx: Ctx) -> Any:
+    from . import demo_bench
+
+    return demo_bench.run(ctx)
+
+
 def _real(ctx: Ctx) -> Any:
     from . import real_bench
 
@@ -133,6 +139,7 @@ BENCHES: dict[str, Callable[[Ctx], Any]] = {
     "idle": _idle,
     "ui": _ui,
     "real": _real,
+    "demo": _demo,
 }
 ALL = ("startup", "idle", "ui", "e2e", "throughput", "ingest", "scan")
 """Order of ``all``: the benches that start measured processes come before the big in-process ones (scan, the

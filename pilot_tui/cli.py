@@ -80,6 +80,17 @@ def ip_or_cidr(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r} is not an IP address or CIDR") from None
 
 
+def demo_speed(value: str) -> float:
+    """argparse type for ``demo --speed``: a factor above 0 and at most 100."""
+    try:
+        speed = float(value)
+    except ValueError:
+        speed = 0.0
+    if not 0 < speed <= 100:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a speed factor between 0 and 100 (1 is real time)")
+    return speed
+
+
 def duration(value: str) -> float:
     """``30s``, ``15m``, ``2h``, ``7d`` or plain seconds → seconds."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip())
@@ -173,26 +184,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a block lasts when the request names no duration: 30s, 15m, 2h, 7d (default 1h)")
     _common(p)
 
-    sub.add_parser("demo", help="live demo with an emulated network (no Pilot install needed)",
-                   description="Start three emulated Pilot nodes (oracle, orchestrator, executor) in a temporary "
-                   "directory, generate a scripted attack story into log files, and show the threat feed with the "
-                   "oracle's send view one key away. Everything started is stopped on exit.")
+    p = sub.add_parser("demo", help="live demo with an emulated network (no Pilot install needed)",
+                       description="Start emulated Pilot nodes (oracle, orchestrator, executor, and two walk-ons: a "
+                       "sensor sending a hostile payload and a node asking for trust) in a temporary directory, "
+                       "generate a scripted attack story into log files, and show it all live. Everything started "
+                       "is stopped on exit.")
+    p.add_argument("--speed", type=demo_speed, default=1.0, metavar="FACTOR",
+                   help="play the attack story this many times faster (default 1; 0.5 is half speed)")
+    p.add_argument("--seed", type=int, default=7, metavar="N",
+                   help="seed of the story's background traffic (default 7; the attacks are the same for every seed)")
+    p.add_argument("--keep", metavar="DIR",
+                   help="keep the state files and logs in DIR (created 0700) instead of a temporary directory, so "
+                   "'pilot-tui export --state-dir DIR' works on them afterwards")
 
     p = sub.add_parser("scan", help="offline: what would be detected in log files",
-                       description="Run the detection rules over log files (plain or .gz) and summarise what would "
-                       "fire, like fail2ban-regex.")
-    p.add_argument("files", nargs="+", metavar="FILE")
+                       description="Run the detection rules over log files (plain or .gz) and summarise what\n"
+                       "would fire, like fail2ban-regex: tables that fit the terminal, one JSON document\n"
+                       "listing every source address (--json), or just the offending addresses (--ips).\n"
+                       "A file in no format the rules read is said to be so.\n\n"
+                       "exit status, like grep: 0 when an event would fire, 1 when none would, 2 on error",
+                       epilog="examples:\n  pilot-tui scan /var/log/auth.log /var/log/auth.log.2.gz\n"
+                       "  pilot-tui scan --ips /var/log/auth.log | sort -u > offenders.txt",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", metavar="FILE", help="log file to scan (plain or .gz; repeatable)")
     p.add_argument("--rules", metavar="FILE", help="TOML file with extra detection rules")
-    p.add_argument("--allow", action="append", type=ip_or_cidr, default=[], metavar="CIDR", help="allowlist")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--allow", action="append", type=ip_or_cidr, default=[], metavar="CIDR",
+                   help="never report this IP/CIDR (repeatable)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON document: every source address (failures, first/last time, anomalies), "
+                     "every event")
+    out.add_argument("--ips", action="store_true",
+                     help="print only the addresses a rule would fire for, one a line (for a pipe)")
 
     p = sub.add_parser("doctor", help="check pilotctl, the daemon, trust and the state dir",
                        description="Find pilotctl, check the daemon, trust with --peer and the state dir. Each "
                        "problem is one line with pilotctl's hint; exit status 1 if any.")
     p.add_argument("--peer", type=hostname_or_address, metavar="HOST", help="check trust with this peer")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--state-dir", metavar="DIR")
-    p.add_argument("--pilotctl", metavar="PATH")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="the state dir to check (default: $PILOT_TUI_STATE_DIR, then the platform state dir)")
+    p.add_argument("--pilotctl", metavar="PATH",
+                   help="pilotctl binary to check (default: $PILOTCTL, then pilotctl on PATH)")
 
     p = sub.add_parser("export", help="write stored events as NDJSON, CSV or ECS",
                        description="Export the orchestrator's stored events to stdout for Vector, Filebeat or "
@@ -210,7 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "export-FORMAT.cursor in the state dir)")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="with --follow: how often to look for new events (default 1)")
-    p.add_argument("--state-dir", metavar="DIR")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="the orchestrator's state dir holding orchestrator.db (default: $PILOT_TUI_STATE_DIR, then "
+                   "the platform state dir; a 'demo --keep DIR' works too)")
+    for mode_sub in sub.choices.values():  # every mode answers --version, as the top level does
+        mode_sub.add_argument("--version", action="version", version=f"pilot-tui {__version__}",
+                              help="print the version and exit")
     return parser
 
 
@@ -238,7 +276,10 @@ MODES = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pilot-tui``; returns the exit status (``sys.exit`` happens only in ``run``)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # say so as the mode's own parser would, pointing to its --help (not the top level's)
+        (mode_parser(args.mode, parser) if args.mode else parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     if not args.mode:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -254,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_ERROR
         raise
     except ValueError as exc:  # config errors
-        print(f"pilot-tui: {exc}", file=sys.stderr)
+        print(f"pilot-tui {args.mode}: {exc} (see pilot-tui {args.mode} --help)", file=sys.stderr)
         return EXIT_USAGE
     from .paths import StateError
 

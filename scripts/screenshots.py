@@ -1,112 +1,75 @@
-"""Write SVG screenshots of every view into ``screenshots/`` (no network, no Pilot install needed).
+"""Copy the snapshot tests' SVGs into ``screenshots/`` under their README names (no network, no Pilot install).
 
-    python scripts/screenshots.py [--out screenshots] [--size 120x40]
+    python scripts/screenshots.py [--check]
 
-Engines run over temp-dir stores filled with the deterministic sample events of :mod:`pilot_tui.ui.sample`; their
-run loops are not started (a :class:`~pilot_tui.ui.sample.StubPilot` stands in for pilotctl), and a fixed clock
-freezes every age, so the pictures are the same on every run. Each picture is taken by a test pilot pressing the
-keys an analyst would, then ``app.save_screenshot``.
+The pictures in ``screenshots/`` are the very images ``tests/test_ui_snapshots.py`` compares the UI against (sample
+engines, fixed clock, keys an analyst presses), so they cannot drift from the UI: after ``pytest
+tests/test_ui_snapshots.py --snapshot-update`` run this script, and ``tests/test_screenshots.py`` fails until you do.
+``--check`` only reports the pictures that differ from their snapshot (exit status 1 if any).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
-import tempfile
-from collections.abc import Sequence
+import shutil
 from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOTS = ROOT / "tests" / "__snapshots__" / "test_ui_snapshots"
+OUT = ROOT / "screenshots"
 
-from pilot_tui.ui.app import PilotApp, make_app  # noqa: E402
-from pilot_tui.ui.sample import (  # noqa: E402
-    SAMPLE_PENDING,
-    FixedClock,
-    StubPilot,
-    fill_executor,
-    sample_executor,
-    sample_oracle,
-    sample_orchestrator,
-    sample_receivers,
-    sample_send_results,
-)
-
-SHOTS: list[tuple[str, str, tuple[str, ...], str]] = [
-    # (file name, first view, keys to press, what it shows)
-    ("orchestrator-feed", "feed", (), "threat feed, newest first, receivers and stats"),
-    ("orchestrator-detail", "feed", ("down", "down", "enter"), "detail pane: evidence shown literally"),
-    ("orchestrator-filter", "feed", ("slash", *"anomaly:ssh", "enter", "s", "s", "s"), "filtered feed"),
-    ("orchestrator-incidents", "feed", ("i",), "incidents: one row per source IP across sensors"),
-    ("orchestrator-sensors", "feed", ("t",), "sensors and pending trust requests"),
-    ("orchestrator-quarantine", "feed", ("x",), "quarantined payloads"),
-    ("orchestrator-mitigate", "feed", ("m",), "mitigation confirmation"),
-    ("oracle", "oracle", (), "oracle send view"),
-    ("executor", "executor", (), "executor view (dry-run)"),
-    ("demo", "demo", (), "the demo layout: all three nodes"),
-    ("help", "feed", ("question_mark",), "keys of the feed"),
-]
+SHOTS: dict[str, str] = {
+    # screenshots/<name>.svg: the snapshot test it is (tests/__snapshots__/test_ui_snapshots/<test>.svg)
+    "orchestrator-feed": "test_feed[120x40]",
+    "orchestrator-feed-80x24": "test_feed[80x24]",
+    "orchestrator-detail": "test_feed_detail[120x40]",
+    "orchestrator-detail-80x24": "test_feed_detail[80x24]",
+    "orchestrator-filter": "test_feed_filtered",
+    "orchestrator-incidents": "test_incidents[120x40]",
+    "orchestrator-incidents-80x24": "test_incidents[80x24]",
+    "orchestrator-sensors": "test_sensors_and_trust[120x40]",
+    "orchestrator-sensors-80x24": "test_sensors_and_trust[80x24]",
+    "orchestrator-quarantine": "test_quarantine[120x40]",
+    "orchestrator-quarantine-80x24": "test_quarantine[80x24]",
+    "orchestrator-mitigate-80x24": "test_mitigate_confirmation",
+    "oracle": "test_oracle[120x40]",
+    "oracle-80x24": "test_oracle[80x24]",
+    "executor": "test_executor[120x40]",
+    "executor-80x24": "test_executor[80x24]",
+    "executor-blocks-80x24": "test_executor_blocks",
+    "demo": "test_demo_layout[120x40]",
+    "demo-80x24": "test_demo_layout[80x24]",
+    "help": "test_help[120x40]",
+    "help-80x24": "test_help[80x24]",
+}
 
 
-async def build(tmp: Path) -> PilotApp:
-    clock = FixedClock()
-    orchestrator = sample_orchestrator(str(tmp / "events.db"), 400,
-                                       pilot=StubPilot(pending_requests=list(SAMPLE_PENDING)))
-    sample_receivers(orchestrator)
-    oracle = sample_oracle(str(tmp))
-    executor = sample_executor(str(tmp / "exec.db"), clock)
-    await fill_executor(executor, clock)
-    return make_app(orchestrator=orchestrator, oracle=oracle, executor=executor, demo=True, clock=clock,
-                    start_engines=False)
-
-
-async def settle(pilot: Any) -> None:
-    app: PilotApp = pilot.app
-    await pilot.pause(0.05)
-    workers = [w for w in app.workers if w.group not in ("engines", "background")]
-    if workers:
-        await app.workers.wait_for_complete(workers)
-    app.pump()
-    await pilot.pause()
-
-
-async def shoot(name: str, view: str, keys: Sequence[str], out: Path, size: tuple[int, int]) -> Path:
-    with tempfile.TemporaryDirectory(prefix="pilot-shots-") as tmp:
-        app = await build(Path(tmp))
-        async with app.run_test(size=size) as pilot:
-            oracle = app.engines["oracle"]
-            for update in sample_send_results():
-                oracle.bus.emit(update)
-            oracle.sender.peer_state = "no-trust"
-            await pilot.press(str(app.views.index(view) + 1))
-            await settle(pilot)
-            if keys:
-                await pilot.press(*keys)
-            await settle(pilot)
-            path = app.save_screenshot(filename=f"{name}.svg", path=str(out))
-    return Path(path)
-
-
-async def main_async(out: Path, sizes: list[tuple[int, int]]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for size in sizes:
-        suffix = "" if size == sizes[0] else f"-{size[0]}x{size[1]}"
-        for name, view, keys, _what in SHOTS:
-            written.append(await shoot(name + suffix, view, keys, out, size))
-    return written
+def stale() -> list[str]:
+    """Names whose picture is missing or differs from its snapshot."""
+    out = []
+    for name, test in SHOTS.items():
+        picture, source = OUT / f"{name}.svg", SNAPSHOTS / f"{test}.svg"
+        if not picture.exists() or picture.read_bytes() != source.read_bytes():
+            out.append(name)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "screenshots"))
-    parser.add_argument("--size", action="append", default=None,
-                        help="WIDTHxHEIGHT (repeatable; default 120x40 and 80x24)")
+    parser.add_argument("--check", action="store_true", help="only list the pictures that differ (exit 1 if any)")
     args = parser.parse_args(argv)
-    sizes = [tuple(int(x) for x in s.lower().split("x")) for s in (args.size or ["120x40", "80x24"])]
-    for path in asyncio.run(main_async(Path(args.out), sizes)):  # type: ignore[arg-type]
-        print(path)
+    missing = [t for t in SHOTS.values() if not (SNAPSHOTS / f"{t}.svg").exists()]
+    if missing:
+        print(f"no snapshot for {', '.join(missing)}: run pytest tests/test_ui_snapshots.py --snapshot-update first")
+        return 1
+    if args.check:
+        for name in stale():
+            print(f"screenshots/{name}.svg differs from its snapshot {SHOTS[name]}")
+        return 1 if stale() else 0
+    OUT.mkdir(exist_ok=True)
+    for name, test in SHOTS.items():
+        shutil.copyfile(SNAPSHOTS / f"{test}.svg", OUT / f"{name}.svg")
+        print(OUT / f"{name}.svg")
     return 0
 
 

@@ -21,8 +21,9 @@ not yet read when the file is emptied, exist only in the copy, which the oracle 
 documentation says as much). The harness therefore plays a careful logrotate: it pauses the writer, waits until the
 oracle has committed the end of the file, copies, truncates, and waits until the oracle has committed the
 truncation before writing again. Rename rotations need no such care (the tailer drains the renamed file by inode,
-also across a restart); the harness only waits for the oracle to have moved on to the current file before the next
-rotation, since a file rotated twice while the tailer still drains the first one is skipped by design.
+also across a restart); this run still waits for the oracle to have moved on to the current file before the next
+rename, so that each oracle kill lands while it drains one renamed file. Renames faster than the tailer's rotation
+grace, and files deleted soon after a rename, are the subject of :func:`run_rotation` (the end of this module).
 """
 
 from __future__ import annotations
@@ -603,3 +604,207 @@ def _write(db: Path, sql: str, *args: Any) -> None:
             conn.execute(sql, args)
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fast rotation: the oracle's tailer at its real settings against a busy, fast-rotating log (issue 11, section 5)
+
+
+@dataclass(frozen=True)
+class RotationCase:
+    """A writer at ``rate`` lines/s whose log logrotate shifts every ``shift_every_s`` (``auth.log`` -> ``.1`` ->
+    ``.2`` …, ``rotate keep``, ``create``).
+
+    Shifts and deletions happen at line counts, not at wall-clock times, so every run writes the same lines to the
+    same generations; the pacing only makes the wall-clock spacing what the case says. After a rename the writer
+    still writes ``late_lines`` through its old handle (a daemon that reopens its log on logrotate's HUP), which the
+    tailer must deliver before the new file's lines.
+    """
+
+    name: str
+    lines: int
+    shift_every_s: float
+    rate: float = 2500.0
+    keep: int = 5
+    """Rotated copies kept; a shift past that deletes the oldest (which the tailer may still be draining)."""
+    late_lines: int = 20
+    delete_new_after_s: float | None = None
+    """Delete the new file this long after each rename; the writer then creates it again."""
+
+
+@dataclass
+class RotationResult:
+    """What a rotation run left: the oracle's database, and which lines went to which generation."""
+
+    case: RotationCase
+    log: Path
+    oracle_db: Path
+    generations: list[tuple[str, int, int]]
+    """(how the generation ended, first line, last line + 1), in writing order."""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+class RotatingWriter:
+    """Writes burst lines (one detection each) at a steady rate and rotates the log the way ``RotationCase`` says."""
+
+    def __init__(self, case: RotationCase, log: Path) -> None:
+        self.case = case
+        self.log = log
+        self.written = 0
+        self.generations: list[tuple[str, int, int]] = []
+        self._gen_start = 0
+        self._handle = log.open("ab")
+        self._stale: Any = None  # the handle still open on the renamed file, until the "HUP"
+        self._stale_until = 0
+
+    def _lines_at(self, seconds: float | None) -> int:
+        return round(self.case.rate * seconds) if seconds else 0
+
+    def _end_generation(self, how: str) -> None:
+        self.generations.append((how, self._gen_start, self.written))
+        self._gen_start = self.written
+
+    def shift(self) -> None:
+        keep, log = self.case.keep, self.log
+        for n in range(keep - 1, 0, -1):
+            older = log.with_name(f"{log.name}.{n}")
+            if older.exists():
+                os.replace(older, log.with_name(f"{log.name}.{n + 1}"))
+        os.rename(log, log.with_name(f"{log.name}.1"))
+        log.touch()  # logrotate's `create`
+        self._stale, self._handle = self._handle, None
+        self._stale_until = self.written + self.case.late_lines
+
+    def delete_new(self) -> None:
+        os.unlink(self.log)
+        self._end_generation("deleted")
+        assert self._handle is not None
+        self._handle.close()
+        self._handle = self.log.open("ab")  # the writer creates it again
+
+    def _write(self, n: int) -> None:
+        if self._stale is not None:
+            n = min(n, self._stale_until - self.written)
+            self._stale.write(burst_lines(self.written, n).encode())
+            self._stale.flush()
+            self.written += n
+            if self.written >= self._stale_until:
+                self._stale.close()
+                self._stale = None
+                self._end_generation("renamed")
+                self._handle = self.log.open("ab")  # reopened after the "HUP"
+            return
+        assert self._handle is not None
+        self._handle.write(burst_lines(self.written, n).encode())
+        self._handle.flush()
+        self.written += n
+
+    def run(self) -> float:
+        """Write every line; returns the wall time it took."""
+        case = self.case
+        every = self._lines_at(case.shift_every_s)
+        delete_after = self._lines_at(case.delete_new_after_s)
+        next_shift, next_delete = every, -1
+        began = time.monotonic()
+        while self.written < case.lines:
+            stop_at = min(x for x in (case.lines, next_shift, next_delete) if x > self.written)
+            n = min(25, stop_at - self.written)
+            due = began + self.written / case.rate
+            if due > time.monotonic():
+                time.sleep(due - time.monotonic())
+            self._write(n)
+            if self.written == next_shift and self.written < case.lines:
+                self.shift()
+                next_shift += every
+                if delete_after:
+                    next_delete = self.written + delete_after
+            elif self.written == next_delete and self._stale is None:
+                self.delete_new()
+                next_delete = -1
+        if self._stale is not None:
+            self._stale.close()
+            self._stale = None
+            self._end_generation("renamed")
+        if self._handle is not None:
+            self._handle.close()
+        self._end_generation("current")
+        return time.monotonic() - began
+
+
+def run_rotation(case: RotationCase, workdir: Path, log: Callable[[str], None] | None = None,
+                 settle_s: float = 20.0) -> RotationResult:
+    """Start a headless oracle (real tailer settings: watchdog, 5 s rotation grace) on an empty log, write the case,
+    and wait until it has committed as many detections as lines were written and the end of the current log (or
+    ``settle_s`` has passed since writing ended). No orchestrator is needed: the oracle commits each detection to its
+    outbox together with the log position, whether or not it can send it."""
+    say = log or (lambda _msg: None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rules, logfile = workdir / "burst.toml", workdir / "auth.log"
+    rules.write_text(BURST_RULES)
+    logfile.touch()
+    oracle_db = workdir / "oracle" / "oracle.db"
+    oracle = Proc("oracle", ["--peer", "nobody-listens", "--log", str(logfile), "--from-start", "--rules",
+                             str(rules), "--sensor", SENSOR, "--state-dir", str(workdir / "oracle")],
+                  {}, workdir / "oracle.out", err=workdir / "oracle.err")
+    writer = RotatingWriter(case, logfile)
+    try:
+        deadline = time.monotonic() + 30
+        while stored_position(oracle_db, logfile) is None:  # placed on the (empty) log: every line is new
+            if oracle.popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the oracle did not start: {oracle.stderr()[-2000:]}")
+            time.sleep(0.05)
+        writing = writer.run()
+        say(f"{case.name}: wrote {writer.written} lines in {writing:.1f}s over {len(writer.generations)} files")
+        ended = time.monotonic()
+        while time.monotonic() - ended < settle_s:
+            if oracle.popen.poll() is not None:
+                raise AssertionError(f"the oracle exited ({oracle.popen.returncode}): {oracle.stderr()[-2000:]}")
+            if detections(oracle_db) >= writer.written and position_problem(
+                    stored_position(oracle_db, logfile), logfile) is None:
+                break
+            time.sleep(0.1)
+        caught_up = time.monotonic() - ended
+        time.sleep(0.3)  # anything read twice would show now
+    finally:
+        code = oracle.stop()
+    result = RotationResult(case, logfile, oracle_db, writer.generations)
+    result.figures = {"case": case.name, "lines": writer.written, "files": len(writer.generations),
+                      "writing_s": round(writing, 2), "caught_up_after_writing_s": round(caught_up, 2),
+                      "detections": detections(oracle_db), "oracle_exit": code}
+    return result
+
+
+def detections(db: Path) -> int:
+    rows = query(db, "SELECT COUNT(*) FROM outbox")
+    return int(rows[0][0]) if rows else 0
+
+
+def check_rotation(result: RotationResult) -> list[str]:
+    """Exact line accounting: each written line was detected once, in writing order (so the rest of a rotated file
+    came before the next file's lines), and the stored position is the end of the current log. Lost lines are
+    reported per generation."""
+    problems: list[str] = []
+    ips = [str(orjson.loads(body)["source_ip"]) for (body,) in
+           query(result.oracle_db, "SELECT body FROM outbox ORDER BY seq")]
+    index = {line_ip(i): i for i in range(result.generations[-1][2])}
+    got = [index.get(ip, -1) for ip in ips]
+    if -1 in got:
+        problems.append(f"{got.count(-1)} detections for addresses no written line holds")
+    for i, n in Counter(got).items():
+        if n > 1 and i >= 0:
+            problems.append(f"line {i} detected {n} times")
+    seen = set(got)
+    for k, (how, first, end) in enumerate(result.generations):
+        lost = [i for i in range(first, end) if i not in seen]
+        if lost:
+            problems.append(f"file {k + 1} ({how}, lines {first}-{end - 1}): {len(lost)} of {end - first} lines "
+                            f"lost (first {lost[0]})")
+    delivered = [i for i in got if i >= 0]
+    for pos, (a, b) in enumerate(zip(delivered, delivered[1:], strict=False)):
+        if b <= a:
+            problems.append(f"out of order: line {b} delivered after line {a} (detection {pos + 1})")
+            break
+    pos_problem = position_problem(stored_position(result.oracle_db, result.log), result.log)
+    if pos_problem:
+        problems.append(f"offsets: {pos_problem}")
+    return problems

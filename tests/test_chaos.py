@@ -30,10 +30,13 @@ from chaos_harness import (
     ChaosConfig,
     ChaosResult,
     OrchRun,
+    RotationCase,
     check_chaos,
+    check_rotation,
     doctor,
     line_ip,
     run_chaos,
+    run_rotation,
 )
 from e2e_helpers import SIM_BIN, burst_lines
 from sim_fixtures import sim_cluster, sim_nodes  # noqa: F401
@@ -70,6 +73,59 @@ def test_chaos_every_detection_exactly_once(sim_cluster, tmp_path: Path) -> None
         assert any(what in p for p in found), f"planted fault {fault} ({what}) went unnoticed: {found[:5]}"
 
     assert not problems, "\n".join(problems[:40])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fast rotation (issue 11, section 5): 2,500 lines/s, logrotate shifting faster than the 5 s rotation grace
+
+ROTATION_CASES = [
+    # A shift every ~1.6 s: the second one comes while the first renamed file still drains (5 s grace).
+    RotationCase("shift-every-1.6s", lines=12_000, shift_every_s=1.6),
+    # A shift every ~0.45 s with `rotate 3`: files pile up, and the oldest are deleted while still held.
+    RotationCase("shift-every-0.45s", lines=6_000, shift_every_s=0.45, keep=3),
+    # The new file deleted ~1.3 s after each rename (and created again by the writer), long before the old one is
+    # quiet: its lines exist only in the descriptor the tailer holds.
+    RotationCase("new-file-deleted-1.3s-after-rename", lines=12_000, shift_every_s=1.6, delete_new_after_s=1.3),
+]
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("case", ROTATION_CASES, ids=[c.name for c in ROTATION_CASES])
+def test_fast_rotation_loses_no_line(case: RotationCase, tmp_path: Path) -> None:
+    result = run_rotation(case, tmp_path / "rotation", log=print)
+    print(json.dumps(result.figures))
+    assert result.generations[0][1] == 0 and result.generations[-1][2] == case.lines
+    problems = check_rotation(result)
+    assert not problems, "\n".join(problems[:20])
+    assert result.figures["detections"] == case.lines
+
+
+def test_rotation_checker_names_lost_repeated_and_reordered_lines(tmp_path: Path) -> None:
+    from chaos_harness import RotationResult
+
+    log = tmp_path / "auth.log"
+    log.write_text(burst_lines(0, 6))
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        fp, fp_len = fingerprint_fd(fd, min(st.st_size, 1024))
+    finally:
+        os.close(fd)
+    position = FilePosition(str(log), st.st_dev, st.st_ino, fp, fp_len, st.st_size).to_json()
+    db = tmp_path / "oracle.db"
+    outbox = Outbox(db)
+    order = [0, 1, 2, 4, 3, 5, 5]  # 6 and 7 never delivered, 3 after 4, 5 twice
+    outbox.record([make_event(line_ip(i), "burst_test", "low", sensor=SENSOR, rule="burst-hit") for i in order],
+                  {"file:" + os.path.abspath(log): position})
+    outbox.close()
+    case = RotationCase("synthetic", lines=8, shift_every_s=1.0)
+    result = RotationResult(case, log, db, [("renamed", 0, 4), ("current", 4, 8)])
+    problems = check_rotation(result)
+    assert "line 5 detected 2 times" in problems
+    assert any(p.startswith("file 2 (current, lines 4-7): 2 of 4 lines lost") for p in problems), problems
+    assert any("line 3 delivered after line 4" in p for p in problems), problems
+    assert not any(p.startswith("file 1") or p.startswith("offsets") for p in problems), problems
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def test_syslog_minute_cache_answers_like_a_fresh_clock() -> None:
 
 
 def test_detector_hot_path_reads_the_clock_like_line_time() -> None:
-    """The detector's inlined minute lookup and LineClock.line_time agree, including odd and malformed times."""
+    """The detector's cache of syslog times and LineClock.line_time agree, including odd and malformed times."""
     from pilot_tui.detect import Detector, RuleSet
 
     ref = datetime(2026, 11, 25, 13, 0, 0).timestamp()
@@ -182,6 +182,22 @@ def test_detector_hot_path_reads_the_clock_like_line_time() -> None:
         (event,) = det.feed(line, "a", now=ref)  # a new address each time: every line fires
         want = clock.line_time(line, ref)
         assert event.ts == iso_utc(ref if want is None else want), line
+
+
+def test_detector_times_follow_the_reference_year() -> None:
+    """The same syslog time read against references years apart (one scan of an old rotated file, then of today's
+    log: each file's mtime is its reference) gets each reference's year, as a fresh LineClock says."""
+    from pilot_tui.detect import Detector, RuleSet
+
+    sshd = load_rules(packs=("sshd",))
+    det = Detector(RuleSet(sshd.filters, tuple(dataclasses.replace(r, maxretry=1) for r in sshd.rules)))
+    refs = [datetime(2026, 11, 25, 13).timestamp(), datetime(2028, 1, 2, 13).timestamp()]
+    refs.append(refs[0])
+    for i, (ref, year) in enumerate(zip(refs, ("2026", "2027", "2026"), strict=True)):
+        line = f"Nov 25 12:00:01 web-1 sshd[{i}]: Failed password for root from 203.0.113.{i} port 1 ssh2"
+        (event,) = det.feed(line, "a", now=ref)
+        assert event.ts == iso_utc(LineClock().line_time(line, ref)), (line, ref)  # type: ignore[arg-type]
+        assert event.ts.startswith(year + "-11-25T"), event.ts
 
 
 def test_year_change_clears_the_minute_cache() -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -250,6 +253,128 @@ async def test_drain_state_is_visible_during_grace(tmp_path: Path) -> None:
         write(log, "b1\n")
         await t.until(lambda: t.stat(log).state == STATE_DRAINING, "draining state")
         await t.lines_are(["a1", "b1"], timeout=5)
+
+
+def shift(log: Path, keep: int = 5) -> None:
+    """logrotate's ``rotate N`` + ``create``: .N-1 -> .N ... log -> .1, then an empty file at the path."""
+    for n in range(keep - 1, 0, -1):
+        older = log.with_name(f"{log.name}.{n}")
+        if older.exists():
+            older.rename(log.with_name(f"{log.name}.{n + 1}"))
+    log.rename(log.with_name(f"{log.name}.1"))
+    log.touch()
+
+
+@MODES
+async def test_a_second_shift_while_the_first_file_drains_loses_nothing(tmp_path: Path, opts: TailOptions) -> None:
+    log = tmp_path / "auth.log"
+    write(log, "")
+    writer = open(log, "a", encoding="utf-8", buffering=1)  # the daemon's handle, kept across the first rename
+    try:
+        async with Tail([log], opts=opts) as t:
+            writer.write(lines("a", 2))
+            await t.lines_are(["a1", "a2"])
+            shift(log)
+            writer.write("a3\n")  # the writer has not reopened yet
+            write(log, "b1\nb2\n")
+            shift(log)  # well inside the first file's grace period: b's file is now auth.log.1
+            write(log, "c1\n")
+            writer.close()
+            await t.lines_are(["a1", "a2", "a3", "b1", "b2", "c1"])
+            s = t.stat(log)
+            assert s.rotations == 2 and s.state == STATE_FOLLOWING and s.inode == log.stat().st_ino
+    finally:
+        writer.close()
+
+
+@MODES
+async def test_a_new_file_deleted_soon_after_a_rename_is_read(tmp_path: Path, opts: TailOptions) -> None:
+    log = tmp_path / "auth.log"
+    write(log, "")
+    async with Tail([log], opts=opts) as t:
+        write(log, "a1\n")
+        await t.lines_are(["a1"])
+        log.rename(tmp_path / "auth.log.1")
+        write(log, "b1\nb2\n")
+        await t.until(lambda: t.stat(log).generations_waiting == 1, "the new file to be held open")
+        assert t.stat(log).state == STATE_DRAINING and t.lines == ["a1"]  # the old file's grace comes first
+        log.unlink()
+        write(log, "c1\n")
+        await t.lines_are(["a1", "b1", "b2", "c1"])
+        assert t.stat(log).rotations == 2
+
+
+async def test_restart_reads_every_generation_rotated_while_stopped(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    write(log, "a1\n")
+    async with Tail([log], from_start=True) as t:
+        await t.lines_are(["a1"])
+        stored = dict(t.positions)
+    write(log, "a2\n")
+    shift(log)
+    write(log, "b1\n")
+    shift(log)
+    write(log, "c1\n")
+    async with Tail([log], stored) as t:  # a1's file is auth.log.2 now; b's is auth.log.1
+        await t.lines_are(["a2", "b1", "c1"])
+        assert t.stat(log).state == STATE_FOLLOWING
+
+
+async def test_restart_while_generations_wait_resumes_the_oldest_first(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    write(log, "a1\n")
+    opts = TailOptions(poll_interval=0.05, rotate_wait=30.0, use_watchdog=False)
+    async with Tail([log], from_start=True, opts=opts) as t:
+        await t.lines_are(["a1"])
+        shift(log)
+        write(log, "b1\n")
+        await t.until(lambda: t.stat(log).generations_waiting == 1, "the new file to be held")
+        stored = dict(t.positions)  # still on a's file: b1 is not read before a's grace is over
+    assert stored[file_key(log)]["ino"] == (tmp_path / "auth.log.1").stat().st_ino
+    shift(log)
+    write(log, "c1\n")
+    async with Tail([log], stored) as t:
+        await t.lines_are(["b1", "c1"])
+
+
+async def test_a_fifo_at_the_path_is_an_error_state_and_never_blocks(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    os.mkfifo(log)
+    async with Tail([log]) as t:
+        await t.until(lambda: t.stat(log).state.startswith("error: is a named pipe (FIFO)"), "error state")
+    # Leaving the block closed the tailer within its 5 s bound: opening the FIFO did not wait for a writer.
+    log.unlink()
+
+
+def _special(kind: str, tmp_path: Path) -> tuple[str, object]:
+    """A non-regular file of ``kind`` (and what keeps it alive)."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "auth.log")
+        return str(tmp_path / "auth.log"), None
+    if kind == "socket":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(tmp_path / "auth.log"))
+        return str(tmp_path / "auth.log"), sock
+    return "/dev/null", None
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [("fifo", "is a named pipe (FIFO)"), ("socket", "is a socket"), ("chardev", "is a character device")],
+)
+def test_oracle_refuses_a_log_that_is_not_a_regular_file_in_one_line(
+    tmp_path: Path, kind: str, says: str
+) -> None:
+    path, keep = _special(kind, tmp_path)
+    env = {**os.environ, "PILOTCTL": "/nonexistent/pilotctl"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pilot_tui", "oracle", "--headless", "--peer", "nobody", "--log", path,
+         "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=15, env=env, stdin=subprocess.DEVNULL, check=False,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"pilot-tui oracle: --log {path}: {says}, not a regular file"]
+    del keep
 
 
 # --------------------------------------------------------------------------------------------- globs

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from pilot_tui.sources import STATE_DRAINING, STATE_FOLLOWING, FilePosition, TailOptions
 from pilot_tui.sources.follower import FileFollower
-from pilot_tui.sources.identity import FINGERPRINT_BYTES, find_by_identity, is_rotated_name
+from pilot_tui.sources.identity import (
+    FINGERPRINT_BYTES,
+    find_by_identity,
+    is_rotated_name,
+    newer_rotations,
+    not_a_log_file,
+)
 from pilot_tui.sources.lines import LineSplitter
 from pilot_tui.sources.types import RateMeter
 
@@ -203,6 +209,110 @@ def test_deleted_old_file_switches_without_waiting(tmp_path: Path) -> None:
     log.write_text("b1\n")
     assert drain(fol, now=1.0) == ["b1"]
     fol.close()
+
+
+def shift(log: Path, keep: int = 5) -> None:
+    """logrotate's ``rotate N`` + ``create``: .N-1 -> .N ... log -> .1, then an empty file at the path."""
+    for n in range(keep - 1, 0, -1):
+        older = log.with_name(f"{log.name}.{n}")
+        if older.exists():
+            older.rename(log.with_name(f"{log.name}.{n + 1}"))
+    log.rename(log.with_name(f"{log.name}.1"))
+    log.touch()
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a") as f:
+        f.write(text)
+
+
+def test_two_shifts_between_two_looks_read_every_generation_in_order(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("a1\n")
+    fol = follower(log, rotate_wait=1.0)
+    assert drain(fol, now=0.0) == ["a1"]
+    shift(log)
+    append(tmp_path / "auth.log.1", "a2\n")  # the writer's old handle, after the rename
+    append(log, "b1\n")
+    shift(log)  # b's file is shifted away before the follower ever looked at it
+    append(log, "c1\n")
+    assert drain(fol, now=1.0) == ["a2"]  # the old file first; the two newer ones are held, not read yet
+    assert fol.state == STATE_DRAINING and fol.generations_waiting == 2
+    # One grace period (from when they stopped growing) covers the whole backlog, not one per generation.
+    assert drain(fol, now=2.1) == ["b1", "c1"]
+    assert fol.state == STATE_FOLLOWING and fol.rotations == 2 and fol.generations_waiting == 0
+    fol.close()
+
+
+def test_a_new_file_deleted_after_a_rename_is_still_read(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("a1\n")
+    fol = follower(log, rotate_wait=60.0)
+    assert drain(fol) == ["a1"]
+    log.rename(tmp_path / "auth.log.1")
+    log.write_text("b1\nb2\n")
+    assert drain(fol, now=1.0) == [] and fol.generations_waiting == 1  # seen and held ...
+    log.unlink()  # ... so deleting it takes nothing away
+    log.write_text("c1\n")
+    assert drain(fol, now=2.0) == []
+    (tmp_path / "auth.log.1").unlink()  # the old one goes too: finished without waiting out the grace
+    assert drain(fol, now=3.0) == ["b1", "b2", "c1"]
+    assert fol.rotations == 2 and fol.state == STATE_FOLLOWING
+    fol.close()
+
+
+def test_a_write_to_the_renamed_file_restarts_its_quiet_time(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("a1\n")
+    fol = follower(log, rotate_wait=1.0)
+    assert drain(fol, now=0.0) == ["a1"]
+    log.rename(tmp_path / "auth.log.1")
+    log.write_text("b1\n")
+    assert drain(fol, now=0.0) == []
+    append(tmp_path / "auth.log.1", "a2\n")
+    assert drain(fol, now=0.9) == ["a2"]  # read at 0.9: quiet again only from here
+    assert drain(fol, now=1.5) == [] and fol.state == STATE_DRAINING
+    assert drain(fol, now=2.0) == ["b1"]
+    fol.close()
+
+
+def test_newer_rotations_orders_by_logrotate_names(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    # Oldest first, as logrotate leaves them: each file was last written before the next one was.
+    for age, name in enumerate(("auth.log.4.gz", "auth.log.3", "auth.log.2", "auth.log.1", "auth.log", "other.log.1")):
+        (tmp_path / name).write_text(name + "\n")
+        os.utime(tmp_path / name, (1000 + age, 1000 + age))
+    ino = {p.name: p.stat().st_ino for p in tmp_path.iterdir()}
+    dev = log.stat().st_dev
+    assert newer_rotations(str(log), dev, ino["auth.log.3"]) == [
+        (str(tmp_path / "auth.log.2"), ino["auth.log.2"]),
+        (str(tmp_path / "auth.log.1"), ino["auth.log.1"]),
+    ]
+    assert newer_rotations(str(log), dev, ino["auth.log.1"]) == []
+    assert newer_rotations(str(log), dev, ino["other.log.1"]) is None  # not a rotation of this path: no order
+    # A "newer" name last written before our file (another numbering, a copytruncate copy): older, never re-read.
+    os.utime(tmp_path / "auth.log.2", (900, 900))
+    assert newer_rotations(str(log), dev, ino["auth.log.3"]) == [(str(tmp_path / "auth.log.1"), ino["auth.log.1"])]
+    for age, stamp in enumerate(("20240101", "20240102", "20240103")):
+        (tmp_path / f"app.log-{stamp}").write_text(stamp + "\n")
+        os.utime(tmp_path / f"app.log-{stamp}", (2000 + age, 2000 + age))
+    app = tmp_path / "app.log"
+    first = (tmp_path / "app.log-20240101").stat().st_ino
+    assert [name for name, _ in newer_rotations(str(app), dev, first) or []] == [
+        str(tmp_path / "app.log-20240102"),
+        str(tmp_path / "app.log-20240103"),
+    ]
+
+
+def test_not_a_log_file_names_what_it_is(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert not_a_log_file(str(fifo)) == "is a named pipe (FIFO), not a regular file"
+    assert not_a_log_file(str(tmp_path)) == "is a directory, not a regular file"
+    assert not_a_log_file("/dev/null") == "is a character device, not a regular file"
+    assert not_a_log_file(str(tmp_path / "missing.log")) is None  # may appear later
+    (tmp_path / "auth.log").write_text("")
+    assert not_a_log_file(str(tmp_path / "auth.log")) is None
 
 
 def test_sources_never_import_textual() -> None:

@@ -61,7 +61,7 @@ def orch(tmp_path: Path) -> Any:
 
 
 async def test_feed_shows_newest_first_and_filters(orch: Any) -> None:
-    app = make_app(orchestrator=orch)
+    app = make_app(orchestrator=orch, clock=FixedClock())
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         text = screen_text(app)
@@ -187,8 +187,8 @@ async def test_new_events_are_picked_up_and_the_cursor_keeps_its_event(orch: Any
         await settle(pilot, 0.3)
         assert "305 events" in screen_text(app)
         assert table.current.rowid == held and table.cursor == 8  # type: ignore[union-attr]
-        # back at the top, the table follows the live feed
-        await pilot.press("home")
+        # "F" follows the live feed again: the newest event is selected as it arrives
+        await pilot.press("F")
         orch.ingest_payload(b"\n".join(e.to_json() for e in [e for _, e in sample_events(2, seed=98)]),
                             sender="0:0000.0000.0b20", transport="stream")
         await settle(pilot, 0.3)
@@ -222,7 +222,7 @@ async def test_scrollbar_thumb_follows_new_events(orch: Any) -> None:
 
 
 async def test_incidents_enter_filters_the_feed_by_ip(orch: Any) -> None:
-    app = make_app(orchestrator=orch)
+    app = make_app(orchestrator=orch, clock=FixedClock())
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("i")
@@ -231,7 +231,7 @@ async def test_incidents_enter_filters_the_feed_by_ip(orch: Any) -> None:
         assert "source IPs" in text and "seen by more than one sensor" in text
         from textual.widgets import DataTable
 
-        ip = str(app.screen.query_one(DataTable).get_row_at(1)[1])
+        ip = str(app.screen.query_one(DataTable).get_row_at(1)[0])  # SOURCE IP comes first
         await pilot.press("down", "enter")
         await settle(pilot)
         screen = feed_screen(app)
@@ -252,7 +252,7 @@ async def test_incident_acknowledged_as_a_whole_with_one_note(orch: Any) -> None
         ip = store.conn.execute("SELECT source_ip FROM events WHERE state='new' GROUP BY source_ip "
                                 "ORDER BY COUNT(*) DESC LIMIT 1").fetchone()[0]
         table = app.screen.query_one(DataTable)
-        row = next(r for r in range(table.row_count) if str(table.get_row_at(r)[1]) == ip)
+        row = next(r for r in range(table.row_count) if str(table.get_row_at(r)[0]) == ip)
         await pilot.press(*["down"] * row)
         one_handled = store.ids_from_source(ip)[0]
         orch.false_positive([one_handled], "earlier call")  # already handled: must keep its state

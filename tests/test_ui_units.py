@@ -20,14 +20,25 @@ from pilot_tui.model import make_event
 from pilot_tui.store import feed
 from pilot_tui.store.events import EventStore
 from pilot_tui.ui.bridge import UpdateBridge
-from pilot_tui.ui.feedquery import PAGE_ROWS, FeedWindow
-from pilot_tui.ui.filters import ViewFilter, parse_query
-from pilot_tui.ui.format import fmt_age, fmt_bytes, fmt_remaining, safe, state_label, truncate, ts_hms
+from pilot_tui.ui.feedquery import PAGE_ROWS, SORTS, FeedWindow
+from pilot_tui.ui.filters import FilterError, ViewFilter, parse_query
+from pilot_tui.ui.format import (
+    fmt_age,
+    fmt_bytes,
+    fmt_remaining,
+    fmt_when,
+    safe,
+    state_label,
+    truncate,
+    ts_hms,
+)
 from pilot_tui.ui.notices import describe_error, notices_for
 from pilot_tui.ui.sample import HOSTILE_EVIDENCE, fill_orchestrator, sample_send_results
 from pilot_tui.ui.widgets.event_detail import detail_renderable
 from pilot_tui.ui.widgets.feed_table import layout_columns
+from pilot_tui.ui.widgets.key_hints import fit_hints, hints_text
 from pilot_tui.ui.widgets.oracle_panels import send_result_text
+from pilot_tui.ui.widgets.orchestrator_panels import top_sources_text
 
 
 def render_plain(renderable: object, width: int = 100) -> str:
@@ -73,11 +84,43 @@ def test_parse_query_splits_keys_and_free_text() -> None:
     flt = parse_query("ip:203.0.113.7 anomaly:brute sensor:web sev:high root login")
     assert (flt.source_ip, flt.anomaly, flt.sensor, flt.min_severity, flt.text) == (
         "203.0.113.7", "brute", "web", 3, "root login")
-    partial = parse_query("ip:203.0.113. nothing:special")
-    assert partial.source_ip == "" and partial.ip_part == "203.0.113." and partial.text == "nothing:special"
+    partial = parse_query("ip:203.0.113.")
+    assert partial.source_ip == "" and partial.ip_part == "203.0.113."
+    # an IPv6 address typed as text is text, not an unknown "2001:" field
+    assert parse_query("2001:db8:bad:1::17").text == "2001:db8:bad:1::17"
+    assert parse_query("ip:2001:db8:bad:1::17").source_ip == "2001:db8:bad:1::17"
     kept = parse_query("x", ViewFilter(min_severity=2, hide_handled=True))
-    assert kept.min_severity == 2 and kept.hide_handled and kept.describe() == "x · ≥medium · open only"
+    assert kept.hide_handled and kept.min_severity == 0 and kept.describe() == "x · open only"
     assert not ViewFilter().active and ViewFilter().describe() == "all events"
+
+
+@pytest.mark.parametrize("query, words", [("foo:bar", ["'foo'", "ip:", "sev:"]), ("sev:urgent", ["'urgent'", "high"]),
+                                          ("anomaly:", ["anomaly:", "value"])])
+def test_a_filter_the_store_cannot_answer_is_an_error_not_free_text(query: str, words: list[str]) -> None:
+    with pytest.raises(FilterError) as caught:
+        parse_query(query)
+    assert all(word in str(caught.value) for word in words)
+
+
+def test_severity_typed_in_the_box_is_part_of_the_text_and_goes_with_it() -> None:
+    typed = parse_query("sev:high root")
+    assert typed.min_severity == 3 and typed.query() == "sev:high root"  # the box shows it when reopened
+    replaced = parse_query("admin", typed)  # the analyst replaced the whole text
+    assert replaced.min_severity == 0 and replaced.text == "admin"
+
+
+def test_hide_handled_hides_exactly_what_the_state_column_calls_handled_or_blocked() -> None:
+    s = EventStore(":memory:")
+    fill_orchestrator(s, 300)
+    ip = s.conn.execute("SELECT source_ip FROM events GROUP BY source_ip ORDER BY COUNT(*) DESC").fetchone()[0]
+    first = s.ids_from_source(ip)[0]
+    s.record_mitigation("req-1", first, ip, "applied", "dry-run")  # every event of the IP now reads "blocked"
+    acked = s.conn.execute("SELECT id FROM events WHERE source_ip != ? LIMIT 1", (ip,)).fetchone()[0]
+    s.set_state([acked], "acknowledged")
+    shown = FeedWindow(s.conn, ViewFilter(hide_handled=True))
+    labels = {state_label(r.state, r.mitigation)[1] for r in (shown.row(i) for i in range(shown.total)) if r}
+    assert labels == {"new"}
+    assert shown.total == 300 - len(s.ids_from_source(ip)) - 1
 
 
 def test_view_filter_matches_the_store(store: EventStore) -> None:
@@ -135,6 +178,23 @@ def test_window_refresh_counts_only_new_rows_and_keeps_indices_stable() -> None:
     assert window.total == before + 2
     assert window.row(2).rowid == top.rowid  # type: ignore[union-attr]
     assert window.index_of(top.rowid, near=0) == 2
+
+
+@pytest.mark.parametrize("sort", [s.key for s in SORTS])
+def test_sorted_window_pages_like_one_query_and_finds_any_event(store: EventStore, sort: str) -> None:
+    window = FeedWindow(store.conn, parse_query("sensor:gcp"))
+    window.set_sort(sort)
+    order = {"time": "rowid DESC", "severity": "severity DESC, rowid DESC",
+             "count": "COALESCE(count, 0) DESC, rowid DESC", "source": "source_ip ASC, rowid DESC"}[sort]
+    where, args = window.filter.where()
+    reference = [r[0] for r in store.conn.execute(f"SELECT rowid FROM events{where} ORDER BY {order}", args)]
+    assert window.total == len(reference)
+    for index in [0, 1, PAGE_ROWS - 1, PAGE_ROWS, len(reference) // 2, len(reference) - 1]:
+        row = window.row(index)
+        assert row is not None and row.rowid == reference[index], (sort, index)
+        assert window.position_of(row.rowid) == index, (sort, index)
+    outside = store.conn.execute("SELECT rowid FROM events WHERE sensor NOT LIKE '%gcp%' LIMIT 1").fetchone()[0]
+    assert window.position_of(outside) is None
 
 
 def test_window_handles_an_empty_store() -> None:
@@ -203,7 +263,39 @@ def test_feed_columns_fit_the_width(width: int) -> None:
     cols = layout_columns(width)
     used = sum(c.width for c in cols) + len(cols) - 1
     assert used <= max(width, 60)
-    assert {"time", "sev", "ip", "anomaly", "state"} <= {c.key for c in cols}
+    assert {"time", "sev", "ip", "anomaly", "count", "state"} <= {c.key for c in cols}
+
+
+@pytest.mark.parametrize("width", [79, 99, 119])
+@pytest.mark.parametrize("ip", ["2001:db8:bad:1::17", "2001:db8:85a3::8a2e:370:7334", "203.0.113.7"])
+def test_addresses_counts_and_severities_are_never_cut(width: int, ip: str) -> None:
+    cols = {c.key: c for c in layout_columns(width, len(ip))}
+    assert sum(c.width for c in cols.values()) + len(cols) - 1 <= width
+    assert cols["ip"].width >= len(ip) and cols["count"].width >= 6 and cols["sev"].width >= len("CRIT")
+    assert cols["time"].width >= len("Nov 24")
+
+
+def test_top_sources_put_the_count_first_so_a_long_address_cannot_hide_it() -> None:
+    text = top_sources_text([("2001:db8:bad:1::17", 1234), ("203.0.113.7", 5)])
+    lines = text.plain.splitlines()
+    assert lines[0].startswith("1,234") and lines[1].strip().startswith("5 ")
+
+
+def test_footer_keeps_what_fits_in_order_and_always_help() -> None:
+    entries = [("⏎", "Detail", True), ("/", "Filter", True), ("a", "Ack", True), ("x", "Quarantine payloads", True),
+               ("m", "Mitigate", True), ("?", "Help", True), ("q", "Quit", True)]
+    shown = fit_hints(entries, 52, [entries[5]])
+    assert shown[-1] == ("?", "Help", True) and shown[0] == ("⏎", "Detail", True)
+    # a long entry that does not fit is left out whole; a later one that fits still shows
+    assert ("x", "Quarantine payloads", True) not in shown and ("m", "Mitigate", True) in shown
+    assert len(hints_text(entries, 52).plain) <= 52 and "Help" in hints_text(entries, 20).plain
+
+
+def test_dates_show_when_not_today() -> None:
+    now = 1_795_608_000.0  # 2026-11-25 12:00 UTC
+    assert fmt_when(now - 60, now) == "11:59:00"
+    assert fmt_when(now - 86_400, now) == "11-24 12:00" and fmt_when(now - 86_400, now, narrow=True) == "Nov 24"
+    assert fmt_when(now - 400 * 86_400, now) == "2025-10-21"
 
 
 def test_text_objects_are_never_markup() -> None:

@@ -13,6 +13,7 @@ import orjson
 
 from pilot_tui.aiotime import within
 from pilot_tui.engines.updates import Update
+from pilot_tui.paths import StateError
 from pilot_tui.pilot.binary import resolve_pilotctl
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError
@@ -67,7 +68,10 @@ async def _stop_other_tasks() -> None:
 
 
 def run_until_signal(main: Callable[[], Awaitable[None]]) -> int:
-    """Run ``main()`` until it ends or SIGINT/SIGTERM arrives; then cancel it so ``finally`` blocks flush state."""
+    """Run ``main()`` until it ends or SIGINT/SIGTERM arrives; then cancel it so ``finally`` blocks flush state.
+
+    A pilotctl failure or an unusable state file that ends ``main`` is one line on stderr and exit status 1 (the
+    engines ride out a state file that fails while they run; this is for one that fails as they start)."""
 
     async def runner() -> int:
         loop = asyncio.get_running_loop()
@@ -81,6 +85,9 @@ def run_until_signal(main: Callable[[], Awaitable[None]]) -> int:
             return 0
         except PilotError as exc:
             print(f"pilot-tui: {exc.one_line()}", file=sys.stderr)
+            return 1
+        except StateError as exc:
+            print(f"pilot-tui: {exc}", file=sys.stderr)
             return 1
         finally:
             await _stop_other_tasks()

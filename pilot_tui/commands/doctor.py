@@ -5,6 +5,8 @@ peer resolves, what our trust list says about it, and whether it answers a bound
 pending handshakes waiting for approval; which port-1000 receiver the orchestrator would get (SDK stream server or
 the degraded recv loop); the state dir is writable. Exit status 1 when any check failed.
 
+The same checks speak when an oracle starts (:func:`announce_start`): its watched files, its journal and its peer.
+
 Trust is judged the way pilotctl 1.18 allows traffic, not by the ``mutual`` flag: after ``approve`` the approving
 node's trust entry stays ``mutual: false`` (only the requester's says true) and a reverse handshake changes nothing,
 yet traffic flows both ways. So a peer in our trust list — on either side of the approve — is trusted, and the probe
@@ -15,11 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -163,6 +170,104 @@ def _state_check(state_dir: str | None) -> Check:
         return Check("state dir", False, str(exc), "pass --state-dir DIR with a private (0700) directory")
     mode = oct(os.stat(directory).st_mode & 0o777)
     return Check("state dir", True, f"{directory} writable ({mode})")
+
+
+# -- what an oracle says about itself at start -----------------------------------------------------------------
+
+JOURNAL_DIRS = ("/var/log/journal", "/run/log/journal")
+"""Where systemd-journald keeps its files (persistent, volatile)."""
+
+
+def watched_files(logs: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, state) of each ``--log``: ``found``, ``missing`` (tailing waits for it), ``unreadable``; a glob is
+    listed by what it matches now (``no match yet`` when nothing does)."""
+    out: list[tuple[str, str]] = []
+    for log in logs:
+        path = os.path.expanduser(log)
+        matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+        if not matches:
+            out.append((log, "no match yet"))
+        for match in matches:
+            if not os.path.exists(match):
+                out.append((match, "missing, waiting for it"))
+            elif not os.access(match, os.R_OK):
+                out.append((match, "unreadable: permission denied (a user in group adm can read it)"))
+            else:
+                out.append((match, "found"))
+    return out
+
+
+def journal_problem(journalctl: str = "journalctl", dirs: Sequence[str] = JOURNAL_DIRS) -> str | None:
+    """Why ``--journal`` would read nothing on this host (journalctl missing, no journal files, or files this
+    user may not read), or ``None`` when a journal is there to follow. journalctl itself just waits silently."""
+    if shutil.which(journalctl) is None:
+        return f"{journalctl} not found: this host has no systemd journal to follow (drop --journal, use --log)"
+    present = [Path(d) for d in dirs if Path(d).is_dir()]
+    if not present:
+        return (f"no systemd journal on this host ({' and '.join(dirs)} do not exist: journald is not running or "
+                "keeps no files): --journal will read nothing; drop it or use --log")
+    for directory in present:
+        try:
+            if any(directory.glob("*/*.journal*")) or any(directory.glob("*.journal*")):
+                return None
+        except OSError:
+            pass
+        if not os.access(directory, os.R_OK | os.X_OK) or any(
+                sub.is_dir() and not os.access(sub, os.R_OK | os.X_OK) for sub in _subdirs(directory)):
+            return (f"cannot read the journal in {directory}: run as a user in group systemd-journal (or adm), "
+                    "or as root")
+    return f"no journal files under {' or '.join(map(str, present))}: --journal will read nothing until there are"
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError:
+        return []
+
+
+PEER_STATE_OF_CHECK = {"daemon": "daemon-down", "trust": "no-trust", "ping": "unreachable", "pilotctl": "daemon-down"}
+"""The oracle's peer state for the first failed check (see :class:`~pilot_tui.engines.updates.PeerState`)."""
+
+
+async def announce_start(engine: Any, logs: Sequence[str], journal_units: Sequence[str] | None) -> None:
+    """What a starting oracle tells at once, as notices (headless: JSON lines; UI: notifications): the files it
+    watches and their state, whether a journal is there to follow, then its peer — the daemon first (instant), then
+    trust and a bounded probe — so neither the log nor the status line stays silent or ``unknown`` while it waits."""
+    from pilot_tui.engines.updates import Notice
+
+    def tell(level: str, message: str) -> None:
+        engine.bus.emit(Notice(at=time.time(), level=level, message=message))
+
+    files = watched_files(logs)
+    if files:
+        tell("info" if all(state == "found" for _, state in files) else "warning",
+             "watching " + "; ".join(f"{path} ({state})" for path, state in files))
+    if journal_units is not None:
+        problem = journal_problem()
+        units = ", ".join(journal_units) or "all units"
+        tell("warning" if problem else "info", f"journal ({units}): {problem or 'following'}")
+    sender, peer = engine.sender, engine.config.peer
+    try:
+        status = await engine.pilotctl.daemon_status()
+    except PilotError as exc:
+        sender.note_peer_state("daemon-down", exc.one_line())
+        tell("error", f"peer {peer}: {exc.one_line()}")
+        return
+    if not status.running or not status.responsive:
+        detail = f"this node's daemon is {'not running' if not status.running else 'not responsive'}"
+        sender.note_peer_state("daemon-down", detail)
+        tell("error", f"peer {peer}: {detail}; events wait in the outbox (start it with: pilotctl daemon start)")
+        return
+    sender.note_peer_state("checking", f"checking trust with {peer} and probing it")
+    try:
+        checks = await _peer_checks(engine.pilotctl, peer, status, [])
+    except PilotError as exc:
+        checks = [Check("ping", False, exc.message, exc.hint)]
+    failed = [c for c in checks if not c.ok]
+    text = "; ".join(c.detail + (f" (hint: {c.hint})" if c.hint and (not c.ok or c.warn) else "") for c in checks)
+    sender.note_peer_state(PEER_STATE_OF_CHECK.get(failed[0].name, "unreachable") if failed else "reachable", text)
+    tell("error" if failed else "info", f"peer {peer}: {text}")
 
 
 def run(args: argparse.Namespace) -> int:

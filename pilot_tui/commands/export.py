@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import orjson
 
 from pilot_tui import paths
+from pilot_tui.store.db import open_readonly
 from pilot_tui.store.events import EventStore, StoredEvent
 from pilot_tui.store.feed import iter_since
 
@@ -69,15 +70,16 @@ def csv_safe(row: dict[str, Any]) -> dict[str, Any]:
     return {k: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v for k, v in row.items()}
 
 
-def write(store: EventStore, fmt: str, out: TextIO, since_s: float | None = None) -> int:
-    """Write events in ``fmt``; returns how many."""
+def write(store: EventStore | sqlite3.Connection, fmt: str, out: TextIO, since_s: float | None = None) -> int:
+    """Write events in ``fmt`` from a store or a read-only connection to one; returns how many."""
+    conn = store if isinstance(store, sqlite3.Connection) else store.conn
     since = time.time() - since_s if since_s else None
     n = 0
     writer = None
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
-    for stored in iter_since(store.conn, since):
+    for stored in iter_since(conn, since):
         if writer is not None:
             writer.writerow(csv_safe(flat(stored)))
         else:
@@ -100,11 +102,17 @@ def run(args: argparse.Namespace) -> int:
         db = paths.db_path("orchestrator", args.state_dir)
         if not db.exists() or db.stat().st_size == 0:
             return fail("export", f"no orchestrator state at {db} (run the orchestrator first, or pass --state-dir)")
-        store = EventStore(db)
     except paths.StateError as exc:
         return fail("export", str(exc))
     except OSError as exc:
         return fail("export", f"cannot read orchestrator state: {exc.strerror or exc}")
+    try:
+        store: EventStore | sqlite3.Connection = EventStore(db)
+    except paths.StateError as exc:
+        try:  # exporting writes nothing: a read-only state dir (a read-only mount, a backup) is read as it is
+            store = open_readonly(db)
+        except paths.StateError:
+            return fail("export", str(exc))
     try:
         write(store, args.format, sys.stdout, args.since)
     except BrokenPipeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import os
 import re
@@ -28,12 +29,15 @@ def default_sensor() -> str:
 def check_logs(logs: list[str]) -> str | None:
     """A one-line problem with the ``--log`` paths, or ``None``. A file may be missing (we wait for it); its
     directory may not."""
+    from pilot_tui.sources.identity import not_a_log_file
+
     for log in logs:
         path = os.path.expanduser(log)
         if glob.has_magic(path):
             continue
-        if os.path.isdir(path):
-            return f"--log {log}: is a directory, not a log file"
+        special = not_a_log_file(path)  # a FIFO would block the tailer's open until a writer came
+        if special:
+            return f"--log {log}: {special}"
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             return f"--log {log}: directory {parent} does not exist"
@@ -102,17 +106,26 @@ def run(args: argparse.Namespace) -> int:
         return fail("oracle", exc.message, exc.hint)
     except (ValueError, RuleError, OSError) as exc:
         return fail("oracle", str(exc))
+
+    async def start_report() -> None:
+        from .doctor import announce_start
+
+        await announce_start(engine, list(args.log or []), None if args.journal is None else list(args.journal))
+
     if args.headless:
-        engine.bus.subscribe(json_line_printer(sys.stdout, (u.Detected, u.SendResult, u.PeerState, u.SourceError)))
+        engine.bus.subscribe(json_line_printer(sys.stdout, (u.Detected, u.SendResult, u.PeerState, u.SourceError,
+                                                            u.Notice)))
 
         async def main() -> None:
+            said = asyncio.create_task(start_report())  # files, journal and peer: said at once, not after a send
             try:
                 await engine.run()
             finally:
+                said.cancel()
                 engine.outbox.close()
 
         return run_until_signal(main)
     from pilot_tui.ui.app import make_app
 
-    make_app(oracle=engine).run()
+    make_app(oracle=engine, background=[start_report]).run()
     return 0

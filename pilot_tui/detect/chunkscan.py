@@ -1,18 +1,19 @@
 """Offline scanning of whole files (plain or gzip) in big chunks — the engine behind ``pilot-tui scan`` and ``bench/``.
 
 Most lines of a log match nothing, and a Python loop pays for every one of them. Here each filter's compiled
-alternation is run with ``search`` over a multi-megabyte chunk, so the regex engine skips non-matching text in C;
+alternation is run with ``finditer`` over a multi-megabyte chunk, so the regex engine skips non-matching text in C;
 Python only sees matching lines. For each match we cut out its line and hand it to the detector's shared loop
 ``_count`` — the very code :meth:`Detector.feed` runs — in the order the lines appear, merging the filters' match
 streams by position (ties in filter order, as ``feed`` does). Hence the same events, windows and counters as
-feeding the lines one by one, which ``tests/test_detect_scan.py`` checks on generated logs.
+feeding the lines one by one, which ``tests/test_detect_scan.py`` checks on generated and hostile logs. What a rule
+*means* (groups, windows, counts, cooldowns, events) therefore exists once, in Python; this module only decides
+which lines reach it.
 
-On this Python path (1M-line generated auth.log, half of whose lines match), the regexes are about a fifth of the
-time; the rest is Python work per *matching* line (cutting it out, resolving its address and time, counting it in one
-or two windows), about 3 µs a line on a 2-core cloud VM. So a detector built with ``native=True`` hands whole raw
-chunks to the C engine (:mod:`.native`): :func:`~.chunks.matched_ahead` reads and matches the next chunk in a helper thread
-(no GIL needed) while this thread counts the current one, and a chunk the C engine refuses comes back here, decoded,
-with its matches counted by the C windows. About 12x faster on that file (see ``bench/scan_bench.py``).
+Where the time goes (``bench/scan_bench.py`` on a 1M-line attack-heavy auth.log, half of whose lines match): about
+two fifths in the filters' regexes; the rest is Python work per *matching* line — resolving its address and time,
+deciding whether it is a failure, counting it in one or two windows. Cutting lines out and merging the filters'
+streams here costs little. A multi-pattern prefilter (``hyperscan``) was measured and not adopted: it does not
+touch the per-line work, and its own scan and compile cost more than they save (README, Measured).
 
 Two corner cases keep the equivalence exact: a match that runs past its line's end (a pattern with ``\\s`` or a
 negated class can cross a newline in a chunk) is re-done on the line alone, and a filter's ``require`` literal is
@@ -24,6 +25,7 @@ Year-less syslog times are placed relative to each file's mtime (a log's last wr
 from __future__ import annotations
 
 import gc
+import ipaddress
 import os
 import re
 import time
@@ -35,25 +37,40 @@ from typing import Any
 
 from pilot_tui.model import ThreatEvent
 
-from .chunks import DEFAULT_CHUNK, decode, iter_raw_chunks, matched_ahead, open_log
-from .engine import CompiledFilter, Detector
-from .events import event_log
+from .chunks import DEFAULT_CHUNK, decode, iter_raw_chunks, open_log
+from .engine import LOCAL_SOURCE, CompiledFilter, Detector
 from .rules import RuleSet, load_rules
+from .timeparse import iso_utc
 
 
 @dataclass(slots=True)
 class FileStats:
-    """What one scanned file contributed."""
+    """What one scanned file contributed; ``filters`` counts its matched lines per filter (which formats it holds)."""
 
     path: str
     lines: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    matched_lines: int = 0
+    filters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SourceSummary:
+    """One source address of a scan: what the rules counted for it and what would fire."""
+
+    ip: str
+    failures: int
+    """Failures counted for this address (``DetectorStats.ip_hits``: "message repeated N times" counts N)."""
+    first: float | None
+    last: float | None
+    events: int
+    anomalies: tuple[str, ...]
 
 
 @dataclass(slots=True)
 class ScanReport:
-    """Result of a scan: volumes, hits per rule and pattern, hits per source address, events that would fire."""
+    """Result of a scan: volumes, hits per rule and pattern, per source address, events that would fire."""
 
     files: list[FileStats] = field(default_factory=list)
     lines: int = 0
@@ -63,42 +80,98 @@ class ScanReport:
     rule_hits: dict[str, int] = field(default_factory=dict)
     pattern_hits: dict[str, int] = field(default_factory=dict)
     ip_hits: Counter[str] = field(default_factory=Counter)
+    """Failures per source address (``DetectorStats.ip_hits``)."""
+    ip_times: dict[str, list[float]] = field(default_factory=dict)
+    """Time of the first and last failure per address (``DetectorStats.ip_times``)."""
     events: list[ThreatEvent] = field(default_factory=list)
     allowlisted: int = 0
     bad_ip: int = 0
-    engine: str = "python"
-    """``c`` when the C hot path scanned (see :mod:`.native`), else ``python`` and, after a colon, why not."""
+    user_keyed: frozenset[str] = frozenset()
+    """Rules counted per user (sudo): an event of theirs at :data:`~.engine.LOCAL_SOURCE` names no real source."""
 
     @property
     def lines_per_second(self) -> float:
         return self.lines / self.seconds if self.seconds > 0 else 0.0
 
-    def offending_ips(self, rules: Iterable[str] | None = None) -> set[str]:
-        """Addresses of the fired events (of ``rules`` only, when given)."""
+    def offending_ips(self, rules: Iterable[str] | None = None) -> list[str]:
+        """Addresses for which a rule would fire (of ``rules`` only, when given), lowest first; a user-keyed event's
+        stand-in address (the user's SSH login was not seen) is not one."""
         wanted = set(rules) if rules is not None else None
-        return {e.source_ip for e in self.events if wanted is None or e.rule in wanted}
+        found = {
+            e.source_ip
+            for e in self.events
+            if (wanted is None or e.rule in wanted)
+            and not (e.source_ip == LOCAL_SOURCE and e.rule in self.user_keyed)
+        }
+        return sorted(found, key=_address_order)
 
-    def to_dict(self, top: int = 20) -> dict[str, Any]:
-        """JSON-ready summary (``scan --json``); events in wire form."""
+    def source_summaries(self) -> list[SourceSummary]:
+        """Every source address seen — counted by a rule, or named by an event — most failures first."""
+        events: Counter[str] = Counter()
+        anomalies: dict[str, set[str]] = {}
+        for e in self.events:
+            if e.source_ip == LOCAL_SOURCE and e.rule in self.user_keyed:
+                continue
+            events[e.source_ip] += 1
+            anomalies.setdefault(e.source_ip, set()).add(e.anomaly)
+        out = []
+        for ip in self.ip_hits.keys() | events.keys():
+            first, last = self.ip_times.get(ip) or (None, None)
+            out.append(
+                SourceSummary(
+                    ip, self.ip_hits.get(ip, 0), first, last, events[ip], tuple(sorted(anomalies.get(ip, ())))
+                )
+            )
+        out.sort(key=lambda s: (-s.failures, _address_order(s.ip)))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (``scan --json``): every source address, every event (in wire form)."""
         return {
             "files": [
-                {"path": f.path, "lines": f.lines, "bytes": f.bytes, "seconds": round(f.seconds, 4)}
+                {
+                    "path": f.path,
+                    "lines": f.lines,
+                    "bytes": f.bytes,
+                    "seconds": round(f.seconds, 4),
+                    "matched_lines": f.matched_lines,
+                    "filters": f.filters,
+                }
                 for f in self.files
             ],
             "lines": self.lines,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 4),
             "lines_per_second": round(self.lines_per_second),
-            "engine": self.engine,
             "matched_lines": self.matched_lines,
             "rule_hits": self.rule_hits,
             "pattern_hits": self.pattern_hits,
-            "top_ips": [{"ip": ip, "hits": n} for ip, n in self.ip_hits.most_common(top)],
             "distinct_ips": len(self.ip_hits),
             "allowlisted_hits": self.allowlisted,
             "unparsed_address_hits": self.bad_ip,
+            "offending_ips": self.offending_ips(),
+            "sources": [
+                {
+                    "ip": s.ip,
+                    "failures": s.failures,
+                    "first": iso_utc(s.first) if s.first is not None else None,
+                    "last": iso_utc(s.last) if s.last is not None else None,
+                    "events": s.events,
+                    "anomalies": list(s.anomalies),
+                }
+                for s in self.source_summaries()
+            ],
             "events": [e.to_dict() for e in self.events],
         }
+
+
+def _address_order(ip: str) -> tuple[int, int, str]:
+    """Sort key: IPv4 before IPv6, numerically; text that is no address last (never expected)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return (7, 0, ip)
+    return (addr.version, int(addr), "")
 
 
 def scan_chunk(detector: Detector, chunk: str, log: str, ref: float, out: list[ThreatEvent]) -> int:
@@ -210,40 +283,6 @@ class _Scan:
             self.matched, self.last_line = matched, last_line
 
 
-def scan_found(detector: Detector, piece: memoryview, found: Any, log: str, ref: float, out: list[ThreatEvent]) -> int:
-    """Count a chunk the C engine matched (``found``), or scan it in Python when it refused (``None``); like
-    :func:`scan_raw`, returns the chunk's lines."""
-    if found is None:
-        return scan_raw(detector, piece, log, ref, out, native=False)
-    done = detector.native.count_found(found, ref, event_log(log), detector.clock.year_of(ref))
-    return _counted(detector, done, log, out)
-
-
-def _counted(detector: Detector, done: tuple[int, int, list[Any]], log: str, out: list[ThreatEvent]) -> int:
-    """Take what the C engine counted in a chunk — ``(lines, matched lines, fires)`` — into the detector and
-    ``out``; returns the chunk's lines."""
-    lines, matched, fires = done
-    if fires:
-        detector.native_events(fires, log, out)
-    detector.take_native_counts()
-    detector.stats.lines += lines
-    detector.stats.matched_lines += matched
-    return lines
-
-
-def scan_raw(
-    detector: Detector, piece: bytes | memoryview, log: str, ref: float, out: list[ThreatEvent], native: bool = True
-) -> int:
-    """Scan one raw chunk (whole lines, undecoded): with the C engine when the detector has one and the chunk suits
-    it, else decoded and by :func:`scan_chunk`. Counts the chunk's lines and matched lines in ``detector.stats``
-    and returns the number of lines. ``native=False``: the C engine already refused this chunk."""
-    if native and detector.native is not None:
-        done = detector.native.scan(piece, ref, event_log(log), detector.clock.year_of(ref))
-        if done is not None:
-            return _counted(detector, done, log, out)
-    return _scan_text(detector, decode(piece if isinstance(piece, memoryview) else memoryview(piece)), log, ref, out)
-
-
 def _scan_text(detector: Detector, chunk: str, log: str, ref: float, out: list[ThreatEvent]) -> int:
     """:func:`scan_chunk` on decoded text, its lines and matched lines counted in ``detector.stats``; returns the
     lines."""
@@ -259,10 +298,7 @@ def scan_text(
     """Chunk-scan an in-memory text (tests, small inputs); counts its lines like :func:`scan_files` does."""
     ref = time.time() if now is None else now
     out: list[ThreatEvent] = []
-    if text.isascii():
-        scan_raw(detector, text.encode(), log, ref, out)
-    else:
-        _scan_text(detector, text.replace("\r\n", "\n"), log, ref, out)
+    _scan_text(detector, text.replace("\r\n", "\n") if "\r" in text else text, log, ref, out)
     return out
 
 
@@ -281,7 +317,7 @@ def scan_files(
     file that cannot be read.
     """
     if detector is None:
-        detector = Detector(rules if rules is not None else load_rules(), native=True)
+        detector = Detector(rules if rules is not None else load_rules())
     report = ScanReport()
     began = time.perf_counter()
     # A scan allocates tens of thousands of acyclic objects (events, evidence tuples): the cyclic collector would
@@ -301,10 +337,16 @@ def scan_files(
     report.rule_hits = detector.rule_hits()
     report.pattern_hits = detector.pattern_hits()
     report.ip_hits = stats.ip_hits
+    report.ip_times = stats.ip_times
     report.allowlisted = stats.allowlisted
     report.bad_ip = stats.bad_ip
-    report.engine = "c" if detector.native is not None else f"python: {detector.native_problem}"
+    report.user_keyed = frozenset(r.name for r in detector.rules.rules if r.key == "user")
     return report
+
+
+def _filter_hits(detector: Detector) -> dict[str, int]:
+    """Matched lines so far per filter (the sum of its patterns' hits)."""
+    return {cf.name: sum(info.hits for info in cf.branches.values()) for cf in detector.filters}
 
 
 def _scan_into(
@@ -319,14 +361,15 @@ def _scan_into(
         fstats = FileStats(str(path))
         t0 = time.perf_counter()
         ref = reference if reference is not None else os.path.getmtime(path)
+        before, matched_before = _filter_hits(detector), detector.stats.matched_lines
+        log = str(path)
         with open_log(path) as stream:
-            if detector.native is None:
-                for piece in iter_raw_chunks(stream, chunk_size):
-                    fstats.lines += scan_raw(detector, piece, str(path), ref, report.events)
-                    fstats.bytes += len(piece)
-            else:
-                for piece, found in matched_ahead(detector.native, stream, chunk_size):
-                    fstats.lines += scan_found(detector, piece, found, str(path), ref, report.events)
-                    fstats.bytes += len(piece)
+            for piece in iter_raw_chunks(stream, chunk_size):
+                fstats.lines += _scan_text(detector, decode(piece), log, ref, report.events)
+                fstats.bytes += len(piece)
+        fstats.matched_lines = detector.stats.matched_lines - matched_before
+        fstats.filters = {
+            name: n - before[name] for name, n in _filter_hits(detector).items() if n > before[name]
+        }
         fstats.seconds = time.perf_counter() - t0
         report.files.append(fstats)

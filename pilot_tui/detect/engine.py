@@ -24,16 +24,13 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pilot_tui.model import ThreatEvent, ValidationError, make_event
 
 from .addr import AddressBook
 from .events import MAX_USER_CHARS, EventFactory, event_log
-from .native import LOCAL_SOURCE
-from .native import Fire as NativeFire
-from .native import build as build_native
-from .rules import FilterSpec, Rule, RuleSet
+from .multiline import UNTRACKED, Connections, kind_of
+from .rules import FilterSpec, Regex, Rule, RuleSet, compile_regex
 from .timeparse import FUTURE_SLACK, SECONDS, LineClock, iso_utc
 from .window import DEFAULT_MAX_KEYS, RulePlan, Tracker
 
@@ -42,6 +39,9 @@ MAX_REPEAT = 100_000
 
 
 MAX_LOGINS = 10_000
+
+LOCAL_SOURCE = "127.0.0.1"
+"""Source address of a user-keyed event (sudo) when the user's SSH login address is unknown."""
 
 MAX_IP_COUNTS = 200_000
 """Addresses whose hits :attr:`DetectorStats.ip_hits` counts; later newcomers are not counted (memory stays bounded)."""
@@ -63,8 +63,9 @@ class PatternInfo:
     hits: int = 0
 
 
-Branch = tuple[PatternInfo, int, int, int, int, bool, tuple[tuple[RulePlan, int], ...]]
-"""A :class:`PatternInfo` with its fields: (info, ip, user, repeat, count, login, rules)."""
+Branch = tuple[PatternInfo, int, int, int, int, bool, tuple[tuple[RulePlan, int], ...], int]
+"""A :class:`PatternInfo` with its fields: (info, ip, user, repeat, count, login, rules, kind) — ``kind`` being the
+pattern's :mod:`.multiline` kind bits (read in connection-tracked filters only)."""
 
 
 class CompiledFilter:
@@ -75,13 +76,20 @@ class CompiledFilter:
         self.index = index  # position among the detector's filters
         self.name = spec.name
         self.require = spec.require
-        parts = [f"(?P<_b{i}>{_rename_groups(p.regex, i)})" for i, p in enumerate(spec.patterns)]
-        self.rx: re.Pattern[str] = re.compile(spec.prefix + "(?:" + "|".join(parts) + ")", re.MULTILINE)
+        # Each branch ends in an empty marker group, the last group it closes, so ``match.lastindex`` names the
+        # branch. A marker at the end rather than a group around the branch keeps the branch's first literal first,
+        # where ``re`` skips a branch whose first character cannot match without entering it (a fifth less
+        # matching time on sshd lines); the language matched is the same.
+        parts = [f"(?:{_rename_groups(p.regex, i)})(?P<_b{i}>)" for i, p in enumerate(spec.patterns)]
+        # user filters run on RE2 (linear time), built-in packs on re: see rules.compile_regex
+        self.rx: Regex = compile_regex(spec, spec.prefix + "(?:" + "|".join(parts) + ")")
         index = self.rx.groupindex
         rules = list(rules)
         self.branches: dict[int, PatternInfo] = {}
         # match.lastindex -> the branch's PatternInfo and its fields, unpacked in one step on the hot path
         self.by_index: list[Branch | None] = [None] * (self.rx.groups + 1)
+        self.conn = index.get("conn", -1)
+        """Group of the connection id (sshd's pid) when the filter ties lines of a connection together, else -1."""
         for i, p in enumerate(spec.patterns):
 
             def group(name: str, i: int = i) -> int:
@@ -110,6 +118,7 @@ class CompiledFilter:
                 info.count,
                 info.login,
                 mine,
+                kind_of(p.nofail, p.success, p.closes, p.login),
             )
 
 
@@ -120,11 +129,15 @@ def _rename_groups(regex: str, i: int) -> str:
 
 @dataclass(slots=True)
 class DetectorStats:
-    """Counters for ``scan`` summaries and the oracle's status line. Hits are lines, not weights."""
+    """Counters for ``scan`` summaries and the oracle's status line. ``matched_lines`` are lines; ``ip_hits`` are the
+    failures counted per address (a line's weight: "message repeated 4 times" is 4; a context line that is no
+    failure, such as pam_unix's in sshd, is none — see :mod:`.multiline`)."""
 
     lines: int = 0
     matched_lines: int = 0
     ip_hits: Counter[str] = field(default_factory=Counter)
+    ip_times: dict[str, list[float]] = field(default_factory=dict)
+    """Per address of ``ip_hits``: [first, last] time of its counted failures (``scan`` lists them)."""
     allowlisted: int = 0
     bad_ip: int = 0
     events: int = 0
@@ -135,9 +148,7 @@ class Detector:
 
     ``allowlist`` holds addresses and CIDR networks never reported; ``group_ipv6_64`` counts IPv6 sources per /64
     (the event then names the last address seen); ``count_ips`` keeps per-address hit counts for summaries (for at
-    most :data:`MAX_IP_COUNTS` addresses, so it is safe to leave on in a long-running oracle). ``native`` asks for
-    the C engine (:mod:`.native`), which then owns the windows and counters, for ``feed`` and the scanner alike;
-    :attr:`native_problem` says why it was not used. The live oracle does not ask: a few lines a second need no C.
+    most :data:`MAX_IP_COUNTS` addresses, so it is safe to leave on in a long-running oracle).
     """
 
     def __init__(
@@ -148,7 +159,6 @@ class Detector:
         group_ipv6_64: bool = False,
         max_keys: int = DEFAULT_MAX_KEYS,
         count_ips: bool = True,
-        native: bool = False,
     ) -> None:
         if sensor is not None:
             try:
@@ -171,13 +181,8 @@ class Detector:
             CompiledFilter(spec, [p for p in self.plans if p.rule.filter == spec.name], i)
             for i, spec in enumerate(rules.filters)
         )
-        self._infos = [info for cf in self.filters for info in cf.branches.values()]
-        self.native: Any = None
-        """The C engine (:mod:`.native`) when asked for and usable: it then owns windows and counters."""
-        self.native_problem: str | None = "not asked for"
-        """Why :attr:`native` is None (shown by ``scan``)."""
-        if native:
-            self.native, self.native_problem = build_native(self, max_keys, MAX_REPEAT, MAX_IP_COUNTS)
+        self.connections: dict[int, Connections] = {cf.index: Connections() for cf in self.filters if cf.conn >= 0}
+        """Open connections per connection-tracked filter (by index): which matched lines are failures."""
 
     def feed(self, line: str, log: str, now: float | None = None) -> list[ThreatEvent]:
         """Process one line (without or with its line ending) from ``log``; return the events it triggers.
@@ -224,41 +229,52 @@ class Detector:
         scan, so everything it touches is hoisted into locals first, and the common cases (a known address, a
         syslog minute seen before) are dict lookups.
         """
-        if self.native is not None:
-            self._count_native(cf, found, log, ref, out)
-            return
         by_index = cf.by_index
         addr_cache = self._addr_cache
+        resolve = self.addresses.resolve
         stats = self.stats
-        minutes = self.clock.minutes
+        minutes = self.clock.minutes_for(ref)
         late = ref + FUTURE_SLACK  # a syslog time past this belongs to the previous year (see timeparse)
+        line_time = self.clock.line_time
         ip_hits = stats.ip_hits if self.count_ips else None
+        ip_times = stats.ip_times
         logins = self.logins
         rule_hits = self._rule_hits
         hit = self.tracker.hit
+        conns = self.connections.get(cf.index)  # None unless the filter ties lines of a connection together
+        judge = conns.judge if conns is not None else None
+        conn_group = cf.conn
         for m, line in found:
-            info, ip_group, user_group, repeat_group, count_group, login, plans = by_index[m.lastindex]  # type: ignore[index,misc]
+            info, ip_group, user_group, repeat_group, count_group, login, plans, kind = by_index[m.lastindex]  # type: ignore[index,misc]
             info.hits += 1
             addr = key_ip = None
-            if ip_group >= 0:
-                text = m.group(ip_group)
-                if text is not None:
-                    res = addr_cache.get(text)
-                    if res is None:
-                        res = self.addresses.resolve(text)
-                    if res is None:
-                        stats.bad_ip += 1
-                    elif res is False:
-                        stats.allowlisted += 1
-                        continue
-                    else:
-                        addr, key_ip = res
+            text = m.group(ip_group) if ip_group >= 0 else None
             user = m.group(user_group) if user_group >= 0 else None
+            failure = True
+            if judge is not None:  # one attempt, several lines: the connection decides which line is a failure
+                judged = None if kind & UNTRACKED else judge(m.group(conn_group), kind, text, user)
+                if judged is None:
+                    failure = False
+                else:
+                    text, user = judged
+            if text is not None:
+                res = addr_cache.get(text)
+                if res is None:
+                    res = resolve(text)
+                if res is None:
+                    stats.bad_ip += 1
+                elif res is False:
+                    stats.allowlisted += 1
+                    continue
+                else:
+                    addr, key_ip = res
             if login:
                 if user and addr:
                     self.remember_login(user, addr)
                 if not plans:
                     continue
+            if not failure:
+                continue
             weight = 1
             if repeat_group >= 0:
                 rep = m.group(repeat_group)
@@ -277,15 +293,22 @@ class Detector:
                 if ts > late:
                     ts = pair[1] + sec  # type: ignore[index]
             else:
-                ts = self.clock.line_time(line, ref)
+                ts = line_time(line, ref)
                 if ts is None:
                     ts = ref
             if addr is not None and ip_hits is not None:
                 n = ip_hits.get(addr)
                 if n is not None:
-                    ip_hits[addr] = n + 1
+                    ip_hits[addr] = n + weight
+                    span = ip_times.get(addr)
+                    if span is not None:
+                        if ts > span[1]:
+                            span[1] = ts
+                        elif ts < span[0]:
+                            span[0] = ts
                 elif len(ip_hits) < MAX_IP_COUNTS:  # bounded for a long-running oracle
-                    ip_hits[addr] = 1
+                    ip_hits[addr] = weight
+                    ip_times[addr] = [ts, ts]
             for plan, distinct in plans:
                 if plan.by_ip:
                     if key_ip is None:
@@ -302,46 +325,6 @@ class Detector:
                 if fire is not None:
                     st = fire.state
                     out.append(self._event(plan.rule, fire.count, st.ip, st.user, st.evidence, log, iso_utc(ts)))
-
-    def _count_native(
-        self,
-        cf: CompiledFilter,
-        found: Iterable[tuple[re.Match[str], str]],
-        log: str,
-        ref: float,
-        out: list[ThreatEvent],
-    ) -> None:
-        """:meth:`_count` for a detector whose windows live in the C engine (matches found by ``re``)."""
-        count = self.native.count
-        short_log = event_log(log)
-        year = self.clock.year_of(ref)
-        for m, line in found:
-            fires = count(cf.index, m.groups(), line, ref, short_log, year)
-            if fires:
-                self.native_events(fires, log, out)
-        self.take_native_counts()
-
-    def native_events(self, fires: list[ThreatEvent | NativeFire], log: str, out: list[ThreatEvent]) -> None:
-        """The events of the windows the C engine fired, appended to ``out`` in order: most it built itself (see
-        :mod:`.native`); a tuple is one outside that envelope, built here."""
-        rules = self.rules.rules
-        for fired in fires:
-            if type(fired) is not tuple:
-                out.append(fired)  # type: ignore[arg-type]
-                self.stats.events += 1
-                continue
-            index, count, _escalation, ts, user, ip, evidence, iso = fired
-            out.append(self._event(rules[index], count, ip, user, evidence, log, iso or iso_utc(ts)))
-
-    def take_native_counts(self) -> None:
-        """Add the C engine's counters (per pattern, per rule, address outcomes) to this detector's."""
-        branches, rules, bad_ip, allowlisted = self.native.take_counts()
-        for info, n in zip(self._infos, branches, strict=True):
-            info.hits += n
-        for i, n in enumerate(rules):
-            self._rule_hits[i] += n
-        self.stats.bad_ip += bad_ip
-        self.stats.allowlisted += allowlisted
 
     def remember_login(self, user: str, addr: str) -> None:
         """A successful login: sudo-style rules keyed by user then know the address (bounded, most recent kept)."""

@@ -15,7 +15,25 @@ Vocabulary (the same in built-in packs and user files):
 Named groups a pattern (or the prefix) may set: ``ip`` (required for ``key = "ip"`` rules), ``user``, ``repeat``
 (rsyslog's "message repeated N times: [ … ]": the line counts N times), ``count`` (a line that reports N failures
 itself, multiplied with ``repeat``) and any group a rule's ``distinct`` names. Patterns see one line at a time:
-``^`` and ``$`` anchor to its ends. PCRE-style ``(?<name>…)`` is accepted and rewritten to Python's ``(?P<name>…)``.
+``^`` and ``$`` anchor to its ends.
+
+**Connections** (several lines, one attempt). A filter whose ``prefix`` sets a ``conn`` group (sshd's process id)
+ties the lines of one connection together, and then not every matched line is a failure (see :mod:`.multiline`,
+which follows fail2ban's sshd filter). Pattern attributes, all ``false`` by default, say what a line is:
+
+* ``nofail = true`` — context, not a failure: it gives the connection its address and user, and counts only when
+  a failure of that connection is still waiting for an address, or the connection has tried several user names;
+* ``success = true`` — authentication succeeded (implies ``nofail``; clears a waiting failure);
+* ``closes = true`` — the connection ends after this line (its state is forgotten);
+* ``login = true`` (any filter) — a successful login, remembered so user-keyed rules can name the address; in a
+  ``conn`` filter a login pattern that is not also ``success`` takes no part in the connection's story.
+
+In a ``conn`` filter a failure pattern may omit ``ip`` (the connection's address is used), and a rule's patterns
+may include ``nofail`` ones (they count exactly when the connection says so). Without a ``conn`` group these three
+attributes are refused. PCRE-style ``(?<name>…)`` is accepted and rewritten to Python's ``(?P<name>…)``.
+Patterns of the built-in packs run on Python's ``re``; every other pattern (a user's file) runs on RE2 through
+:mod:`.linear`, with ``re``'s meaning but in time linear in the line, so no rule and no line can stall detection;
+what RE2 cannot do (backreferences, lookarounds, Unicode ``\b``…) is refused at load (see :func:`compile_regex`).
 
 A user file may use the short form — a ``[[rule]]`` with its own ``regex`` (a string or a list) and no filter::
 
@@ -42,6 +60,8 @@ from typing import Any
 
 from pilot_tui.model import SEVERITIES
 
+from . import linear
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -50,7 +70,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 BUILTIN_PACKS: tuple[str, ...] = ("sshd", "sudo", "web", "portscan")
 """The packs shipped in ``pilot_tui/detect/packs/``, in the order they are applied."""
 
-RESERVED_GROUPS = ("ip", "user", "repeat", "count")
+RESERVED_GROUPS = ("ip", "user", "repeat", "count", "conn")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ANOMALY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")  # the wire model's rule for names
@@ -73,7 +93,7 @@ _RULE_KEYS = {
     "description",
 }
 _FILTER_KEYS = {"name", "prefix", "require", "patterns", "description"}
-_PATTERN_KEYS = {"id", "regex", "login", "description"}
+_PATTERN_KEYS = {"id", "regex", "login", "nofail", "success", "closes", "description"}
 
 
 class RuleError(ValueError):
@@ -83,11 +103,15 @@ class RuleError(ValueError):
 @dataclass(frozen=True, slots=True)
 class PatternSpec:
     """One named regex of a filter; ``login`` marks a successful login (``user`` from ``ip``), which lets user-keyed
-    rules such as sudo's name the address the user came from."""
+    rules such as sudo's name the address the user came from. ``nofail``, ``success`` and ``closes`` place the line
+    in its connection's story (filters with a ``conn`` group only; see the module doc)."""
 
     id: str
     regex: str
     login: bool = False
+    nofail: bool = False
+    success: bool = False
+    closes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +123,9 @@ class FilterSpec:
     prefix: str = ""
     require: str | None = None
     pack: str = ""
+    builtin: bool = False
+    """Shipped with pilot-tui: matched by Python's ``re``; every other filter by :mod:`.linear` (see
+    :func:`compile_regex`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +186,7 @@ def load_rules(packs: Iterable[str] = BUILTIN_PACKS, rules_file: str | Path | No
         text = (
             resources.files("pilot_tui.detect").joinpath("packs", f"{pack}.toml").read_text(encoding="utf-8")
         )
-        f, r = parse_pack(text, pack, source=f"built-in pack {pack}")
+        f, r = parse_pack(text, pack, source=f"built-in pack {pack}", builtin=True)
         filters += f
         rules += r
     if rules_file is not None:
@@ -176,8 +203,11 @@ def load_rules(packs: Iterable[str] = BUILTIN_PACKS, rules_file: str | Path | No
     return RuleSet(tuple(filters), tuple(rules))
 
 
-def parse_pack(text: str, pack: str, source: str = "<rules>") -> tuple[list[FilterSpec], list[Rule]]:
-    """Parse one TOML pack (built-in or user) into filters and rules; ``source`` prefixes every error message."""
+def parse_pack(
+    text: str, pack: str, source: str = "<rules>", builtin: bool = False
+) -> tuple[list[FilterSpec], list[Rule]]:
+    """Parse one TOML pack (built-in or user) into filters and rules; ``source`` prefixes every error message.
+    ``builtin`` is for the packs shipped with pilot-tui only: their patterns run on ``re``, not RE2."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -189,7 +219,7 @@ def parse_pack(text: str, pack: str, source: str = "<rules>") -> tuple[list[Filt
         )
     filters: dict[str, FilterSpec] = {}
     for i, raw in enumerate(_table_list(doc, "filter", source)):
-        spec = _parse_filter(raw, pack, f"{source}: filter #{i + 1}")
+        spec = _parse_filter(raw, pack, f"{source}: filter #{i + 1}", builtin)
         if spec.name in filters:
             raise RuleError(f"{source}: filter {spec.name!r} is defined twice")
         filters[spec.name] = spec
@@ -197,7 +227,7 @@ def parse_pack(text: str, pack: str, source: str = "<rules>") -> tuple[list[Filt
     for i, raw in enumerate(_table_list(doc, "rule", source)):
         name = raw.get("name") if isinstance(raw, dict) else None
         where = f"{source}: rule {name!r}" if isinstance(name, str) else f"{source}: rule #{i + 1}"
-        rule, inline = _parse_rule(raw, pack, filters, where)
+        rule, inline = _parse_rule(raw, pack, filters, where, builtin)
         if inline is not None:
             filters[inline.name] = inline
         rules.append(rule)
@@ -221,7 +251,7 @@ def _check_unique(names: list[str], what: str) -> None:
         seen.add(name)
 
 
-def _parse_filter(raw: Any, pack: str, where: str) -> FilterSpec:
+def _parse_filter(raw: Any, pack: str, where: str, builtin: bool = False) -> FilterSpec:
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: must be a table")
     name = raw.get("name")
@@ -244,14 +274,26 @@ def _parse_filter(raw: Any, pack: str, where: str) -> FilterSpec:
         regex = p.get("regex")
         if not isinstance(regex, str) or not regex:
             raise RuleError(f"{where}: pattern {pid!r} needs a non-empty 'regex' string")
-        login = p.get("login", False)
-        if not isinstance(login, bool):
-            raise RuleError(f"{where}: pattern {pid!r}: 'login' must be true or false")
-        patterns.append(PatternSpec(pid, pcre_to_python(regex), login))
+        flags = {}
+        for flag in ("login", "nofail", "success", "closes"):
+            flags[flag] = p.get(flag, False)
+            if not isinstance(flags[flag], bool):
+                raise RuleError(f"{where}: pattern {pid!r}: {flag!r} must be true or false")
+        patterns.append(PatternSpec(pid, pcre_to_python(regex), **flags))
     _check_unique([p.id for p in patterns], f"{where}: pattern")
-    spec = FilterSpec(name, tuple(patterns), pcre_to_python(prefix), _opt_str(raw, "require", where), pack)
+    spec = FilterSpec(
+        name, tuple(patterns), pcre_to_python(prefix), _opt_str(raw, "require", where), pack, builtin
+    )
+    connected = "conn" in set(re.compile(spec.prefix).groupindex)
     for p in spec.patterns:
         compile_pattern(spec, p, where)
+        if not connected and "conn" in pattern_groups(spec, p):
+            raise RuleError(f"{where}: pattern {p.id!r}: the (?P<conn>…) group belongs in the filter's 'prefix'")
+        if (p.nofail or p.success or p.closes) and not connected:
+            raise RuleError(
+                f"{where}: pattern {p.id!r}: 'nofail', 'success' and 'closes' need a (?P<conn>…) group in the "
+                "filter's 'prefix' (what ties the lines of one connection together)"
+            )
         if p.login:
             groups = pattern_groups(spec, p)
             if "ip" not in groups or "user" not in groups:
@@ -262,7 +304,7 @@ def _parse_filter(raw: Any, pack: str, where: str) -> FilterSpec:
 
 
 def _parse_rule(
-    raw: Any, pack: str, filters: Mapping[str, FilterSpec], where: str
+    raw: Any, pack: str, filters: Mapping[str, FilterSpec], where: str, builtin: bool = False
 ) -> tuple[Rule, FilterSpec | None]:
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: must be a table")
@@ -287,6 +329,7 @@ def _parse_rule(
             pcre_to_python(_opt_str(raw, "prefix", where) or ""),
             _opt_str(raw, "require", where),
             pack,
+            builtin,
         )
         if name in filters:
             raise RuleError(f"{where}: a filter with this name already exists; rename the rule")
@@ -330,7 +373,7 @@ def _parse_rule(
     for pid in chosen:
         p = spec.patterns[ids.index(pid)]
         groups = pattern_groups(spec, p)
-        if key not in groups:
+        if key not in groups and not (key == "ip" and "conn" in groups):  # a connection's line: its address
             raise RuleError(f"{where}: pattern {pid!r} has no (?P<{key}>…) group, which key = {key!r} needs")
         if distinct and distinct not in groups:
             raise RuleError(f"{where}: pattern {pid!r} has no (?P<{distinct}>…) group, which distinct needs")
@@ -400,17 +443,47 @@ def pcre_to_python(regex: str) -> str:
     return _PCRE_GROUP_RE.sub(lambda m: f"{m.group(1)}(?P<{m.group(2)}>", regex)
 
 
-def compile_pattern(spec: FilterSpec, pattern: PatternSpec, where: str) -> re.Pattern[str]:
-    """Compile ``prefix + regex`` alone, to report a broken pattern by name before it is merged into the filter."""
+Regex = re.Pattern[str] | linear.LinearPattern
+"""A compiled filter or pattern: both offer ``search``, ``match``, ``finditer``, ``groups``, ``groupindex`` and
+matches with ``group``, ``start``, ``end`` and ``lastindex``."""
+
+
+def compile_regex(spec: FilterSpec, regex: str) -> Regex:
+    """``regex`` (Python syntax, ``^``/``$`` at line ends) compiled for filter ``spec``: built-in packs with
+    Python's ``re``, every other filter with :mod:`.linear` (RE2, linear time, the same matches).
+
+    Why two: a user pattern must not be able to stall detection (``( (a+)+)$`` on a line of ``a`` s ending in
+    ``!`` backtracks for hours in ``re``), while the built-in patterns ship with the program, are reviewed and
+    tested like its code, and carry the scanner's speed. Raises ``re.error`` for a bad pattern and
+    :class:`~.linear.UnsupportedRegex` for one RE2 cannot run with ``re``'s meaning.
+    """
+    if spec.builtin:
+        return re.compile(regex, re.MULTILINE)
+    return linear.compile(regex, re.MULTILINE)
+
+
+def compile_pattern(spec: FilterSpec, pattern: PatternSpec, where: str) -> Regex:
+    """Compile ``prefix + regex`` alone, to report a broken pattern by name before it is merged into the filter.
+
+    Python's parser judges the syntax first (compiling never backtracks, nor does a search of the empty string),
+    then a user pattern must pass :mod:`.linear`'s checks too.
+    """
+    text = spec.prefix + "(?:" + pattern.regex + ")"
     try:
-        rx = re.compile(spec.prefix + "(?:" + pattern.regex + ")", re.MULTILINE)
+        checked = re.compile(text, re.MULTILINE)
     except re.error as exc:
         raise RuleError(f"{where}: pattern {pattern.id!r} is not a valid regex: {exc}") from None
-    if rx.search("") is not None:
+    if checked.search("") is not None:
         raise RuleError(
             f"{where}: pattern {pattern.id!r} matches an empty line, so it would match every line"
         )
-    return rx
+    try:
+        return compile_regex(spec, text)
+    except linear.UnsupportedRegex as exc:
+        raise RuleError(
+            f"{where}: pattern {pattern.id!r} cannot be used: {exc}; user rules run on RE2, in time linear in the "
+            "line, so that no line can stall detection (README: Your own rules)"
+        ) from None
 
 
 def pattern_groups(spec: FilterSpec, pattern: PatternSpec) -> set[str]:

@@ -94,9 +94,9 @@ def _clf(key: str) -> float | None:
 class LineClock:
     """Turns a line into the epoch time it carries (or None); one instance per detector, caches shared by all logs.
 
-    Syslog times are cached per minute in :attr:`minutes` (the local-time conversion for this year and the one
-    before); the seconds are added after. The detector's hot loop reads :attr:`minutes` and :data:`SECONDS`
-    directly — the same two lookups :meth:`line_time` does, without the calls.
+    Syslog times are cached per minute in :attr:`minutes` (the local-time conversion for the reference's year and
+    the one before; emptied when the reference's year changes); the seconds are added after. The detector's hot
+    loop reads :meth:`minutes_for` and :data:`SECONDS` directly.
     """
 
     def __init__(self) -> None:
@@ -119,16 +119,24 @@ class LineClock:
             self._ref, self._ref_year = ref, datetime.fromtimestamp(ref).year
         return self._ref_year
 
+    def minutes_for(self, ref: float) -> dict[str, tuple[float, float] | None]:
+        """:attr:`minutes`, holding pairs for ``ref``'s year (emptied first when it held another year's): the
+        detector's hot loop reads it directly for lines read against ``ref`` — :meth:`line_time`'s own lookups,
+        without the calls."""
+        year = self.year_of(ref)
+        if year != self._year:
+            self.minutes.clear()
+            self._year = year
+        return self.minutes
+
     def _syslog_time(self, key: str, ref: float) -> float | None:
         """Cached per minute (a week of logs has ~10k minutes but ~600k seconds); seconds are added after."""
-        cache = self.minutes
+        cache = self.minutes_for(ref)
         pair = cache.get(key[:12], False)
         if pair is False:
-            year = self.year_of(ref)
-            if year != self._year or len(cache) >= CACHE_MAX:
+            if len(cache) >= CACHE_MAX:
                 cache.clear()
-                self._year = year
-            pair = cache[key[:12]] = _syslog_pair(key[:12] + ":00", year)
+            pair = cache[key[:12]] = _syslog_pair(key[:12] + ":00", self._year)
         sec = SECONDS.get(key[13:15])
         if pair is None or sec is None:
             return None

@@ -94,6 +94,8 @@ class RulePlan:
 class Tracker:
     """All windows of one detector; :meth:`hit` is called once per counted line, in log order."""
 
+    __slots__ = ("max_keys", "states", "_since_sweep", "evicted")
+
     def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self.max_keys = max_keys
         self.states: OrderedDict[tuple[int, str], KeyState] = OrderedDict()
@@ -131,16 +133,17 @@ class Tracker:
                 self.evicted += 1
         else:
             states.move_to_end(skey)
-        last = st.last
-        now = ts if ts > last else last  # a line from the past must not rewind the window
-        st.last = now
+        now = st.last
+        if ts > now:  # a line from the past must not rewind the window
+            now = st.last = ts
         st.expires = now + plan.span
         cutoff = now - plan.findtime
         values = st.values
         if values is None:
             sec = int(ts)
             buckets = st.buckets
-            if buckets and (tail := buckets[-1])[0] == sec:
+            tail = buckets[-1] if buckets else None
+            if tail is not None and tail[0] == sec:
                 tail[1] += weight
             else:
                 buckets.append([sec, weight])
@@ -168,9 +171,11 @@ class Tracker:
             st.user = user
         if ip:
             st.ip = ip
-        self._since_sweep += 1
-        if self._since_sweep >= SWEEP_EVERY:
+        since = self._since_sweep + 1
+        if since >= SWEEP_EVERY:
             self._sweep(now)
+        else:
+            self._since_sweep = since
         if count < plan.maxretry:
             return None
         fired = st.fired_count

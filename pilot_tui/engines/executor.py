@@ -30,12 +30,18 @@ nothing runs.
 
 Expiry: a background timer removes blocks whose time is up (on start too, for blocks that ended while the executor
 was down) and tells the original requester with an unprompted ``expired`` result (replying to the request message).
+
+A failing state file (disk full, read-only, corrupt): a request is answered only once its decision is on record, so
+while the file refuses writes the request waits, unprocessed (never pruned from the inbox), and is retried; a decision
+the firewall already carried out is kept in memory and recorded first, before anything else is decided, so it is
+neither lost nor carried out twice. One line when the file starts failing, one when it takes writes again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -51,6 +57,7 @@ from ..pilot.errors import PilotError
 from ..pilot.inbox import InboxWatcher, WatcherStatus
 from ..pilot.names import ADDRESS_RE
 from ..store.blocks import Block, BlockStore, Record, Reply
+from ..store.db import StoreFault, rerun_on_fault, until_stored
 from . import executor_updates as xu
 from . import mitigation as mt
 from .executor_policy import Refusal, check_duration, check_target, own_addresses, parse_allowlist, split_obey
@@ -60,6 +67,9 @@ from .mitigation import MitigationError, MitigationRequest, MitigationResult
 from .updates import Notice, Update, UpdateBus
 
 log = logging.getLogger(__name__)
+
+OPERATOR = "operator"
+"""The ``sender`` recorded for what the operator at this executor's console did (not a Pilot address)."""
 
 
 class ExecutorPilot(Protocol):
@@ -136,6 +146,11 @@ class ExecutorEngine:
         self._absent: set[str] = set()
         """Rows on record that reconciliation found not applied by the backend in use (re-applied on request)."""
         self._last_watch: tuple[Any, ...] = ()
+        self._unsaved: list[Record] = []
+        """Decisions carried out but not yet on record (the state file refused them): recorded before anything else."""
+        self.store_fault: str | None = None
+        """Why the state file is failing (one line), or ``None`` while it works."""
+        self._fault_since = 0.0
 
     # -- subscription ----------------------------------------------------------------------------------------
 
@@ -162,7 +177,72 @@ class ExecutorEngine:
         key = (status.state, status.last_error, status.inbox_dir)
         if key != self._last_watch:
             self._last_watch = key
-            self.bus.emit(self.state())
+            try:
+                self.bus.emit(self.state())
+            except StoreFault as fault:
+                self._store_failed(fault)
+
+    # -- a failing state file --------------------------------------------------------------------------------
+
+    def _store_failed(self, fault: StoreFault) -> None:
+        """Say once per episode that the state file fails (a log line and a notice), not once per retry."""
+        text = str(fault)
+        if self.store_fault == text:
+            return
+        first = self.store_fault is None
+        self.store_fault = text
+        if first:
+            self._fault_since = time.monotonic()
+            hint = f" ({fault.hint})" if fault.hint else ""
+            detail = (f"state file failing: {text}{hint}; requests wait unanswered until their decision is on record "
+                      "— retrying")
+            log.warning("executor: %s", detail)
+            self.bus.emit(Notice(self._clock(), "error", detail))
+
+    def _store_ok(self) -> None:
+        if self.store_fault is None:
+            return
+        self.store_fault = None
+        detail = f"state file writable again after {time.monotonic() - self._fault_since:.0f} s; requests handled"
+        log.warning("executor: %s", detail)
+        self.bus.emit(Notice(self._clock(), "info", detail))
+
+    def _probe_store(self) -> None:
+        self.store.check_writable()
+        self._store_ok()
+
+    def _save(self, rec: Record) -> None:
+        """Put a decision on record; when the file refuses it, keep it to record before anything else is decided
+        (the firewall already acted on it) and raise the :class:`StoreFault`."""
+        self._unsaved.append(rec)
+        self._flush_unsaved()
+
+    def _flush_unsaved(self) -> None:
+        """Record the decisions kept while the file failed, oldest first (raises :class:`StoreFault`)."""
+        while self._unsaved:
+            self.store.record(self._unsaved[0])
+            self._unsaved.pop(0)
+            self.replies.wake()
+
+    async def _handle_until_saved(self, msg: InboxMessage) -> None:
+        """Handle one inbox message until its outcome is on record, however long the state file fails."""
+        await until_stored(functools.partial(self._handle_unless_done, msg), self._store_failed)
+        self._store_ok()
+
+    async def _handle_unless_done(self, msg: InboxMessage) -> None:
+        async with self._lock:
+            self._flush_unsaved()  # this message's own decision, when only its recording failed
+        if not self.store.is_processed(msg.message_id):
+            await self.handle(msg)
+
+    async def _follow_inbox(self) -> None:
+        async for msg in self.watcher.messages():
+            try:
+                await self._handle_until_saved(msg)
+            except Exception:
+                # A bug must not stop the executor; the message stays unprocessed and is looked at again on the
+                # next start.
+                log.exception("executor could not handle message %s", msg.message_id)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -245,16 +325,13 @@ class ExecutorEngine:
     async def run(self) -> None:
         """Serve until cancelled: :meth:`prepare`, then follow the inbox while the expiry and reply loops run."""
         await self.prepare()
-        tasks = [asyncio.create_task(loop(), name=f"executor-{loop.__name__}")
+        # each loop's work stays on record until done (due expiries, queued replies): a fault restarts it
+        tasks = [asyncio.create_task(rerun_on_fault(loop, self._store_failed, self._probe_store),
+                                     name=f"executor-{loop.__name__}")
                  for loop in (self._expiry_loop, self.replies.run, self._prune_loop)]
         try:
-            async for msg in self.watcher.messages():
-                try:
-                    await self.handle(msg)
-                except Exception:
-                    # A bug or a broken state file must not stop the executor; the message stays unprocessed
-                    # and is looked at again on the next start.
-                    log.exception("executor could not handle message %s", msg.message_id)
+            # a fault in the "already processed?" lookup ends the watcher's listing: list again once it works
+            await rerun_on_fault(self._follow_inbox, self._store_failed, self._probe_store)
         finally:
             await self.watcher.close()
             for task in tasks:
@@ -368,6 +445,7 @@ class ExecutorEngine:
         action = req.action if req else err.action if err else None
         self.bus.emit(xu.RequestReceived(now, msg.message_id, sender, rid, action, ip))
         async with self._lock:
+            self._flush_unsaved()  # decide nothing on a record that misses a decision already carried out
             if not await self._obeys(sender):
                 return self._refuse(msg, rid, action, ip, self._not_obeyed(sender), cache=False)
             if req is None:
@@ -402,7 +480,7 @@ class ExecutorEngine:
                 argv: list[list[str]] | None = None, put_block: Block | None = None,
                 drop_block: str | None = None) -> MitigationResult:
         """Write the decision, the processed mark and the reply in one transaction, then wake the reply sender."""
-        self.store.record(Record(
+        self._save(Record(
             at=self._clock(), kind=kind, status=result.status, request_id=rid, sender=msg.sender.lower(),
             message_id=msg.message_id, action=action, ip=ip, detail=result.detail,
             argv=tuple(tuple(a) for a in argv or ()), answer=result.encode() if cache and rid else None,
@@ -482,12 +560,116 @@ class ExecutorEngine:
             self._firewalls[name] = Firewall(name)
         return self._firewalls[name]
 
+    # -- the operator at this executor's console ----------------------------------------------------------------
+
+    def block_state(self, block: Block) -> str:
+        """How a block on record stands now, in the words the blocks view shows: ``in force`` (on record only under
+        dry-run, whose rows are the truth), ``not applied`` (another backend made it, or reconciliation found it
+        missing from the live firewall) or ``removal failed`` (its expiry could not remove it; retried)."""
+        if block.ip in self._expiry_retry:
+            return "removal failed"
+        if block.backend != self.firewall.name or block.ip in self._absent:
+            return "not applied"
+        return "in force"
+
+    def peer_names(self) -> dict[str, str]:
+        """Pilot address → ``--obey`` hostname pinned to it: the names of the only nodes whose requests we carry
+        out, so the views can say who asked by name (an ``--obey`` given as an address has none)."""
+        return {address: hostname for hostname, (address, _) in self._pins.items()}
+
+    async def lift_block(self, ip: str) -> MitigationResult:
+        """Remove a block now, at the request of the operator at this executor's console (trusted: they could run
+        the firewall command themselves). Same firewall and store path as an ``unblock`` request; the node that
+        asked for the block is told with the unprompted ``expired`` answer it already expects, its detail saying
+        the operator lifted it early. Raises :class:`ValueError` (one line) when ``ip`` is not blocked here, and
+        :class:`StoreFault` when the state file fails (the firewall has acted; the record follows once it works)."""
+        async with self._lock:
+            self._flush_unsaved()  # decisions still waiting for the state file go first (raises StoreFault)
+            block = self.store.get_block(ip)
+            if block is None:
+                raise ValueError(f"{ip} is not blocked by this executor")
+            now = self._clock()
+            try:
+                argv = await self._firewall_for(block.backend).unblock(ip)
+            except FirewallError as exc:
+                self.bus.emit(xu.ActionFailed(now, block.request_id, OPERATOR, "unblock", ip, block.backend,
+                                              str(exc), (tuple(exc.argv),) if exc.argv else ()))
+                return self._operator_result(block, "unblock", "failed", str(exc), None)
+            self._expiry_retry.pop(ip, None)
+            self._absent.discard(ip)
+            detail = f"lifted early by the operator of {self.hostname} at {mt.utc_iso(now)}; removed"
+            told = MitigationResult(block.request_id, ip, "block", "expired", block.backend, detail, mt.utc_iso(now),
+                                    self.hostname)
+            self._expiry_wake.set()
+            self._save_operator(Record(
+                at=now, kind="operator", status="applied", request_id=block.request_id, sender=OPERATOR,
+                message_id=block.message_id, action="unblock", ip=ip, detail=detail, argv=tuple(map(tuple, argv)),
+                drop_block=ip, reply=Reply(block.sender, block.message_id, told.encode())))
+            result = self._operator_result(block, "unblock", "applied", detail, None, argv)
+        self.bus.emit(self.state())
+        return result
+
+    async def extend_block(self, ip: str, duration_s: int) -> MitigationResult:
+        """Keep a block ``duration_s`` more seconds past its current expiry (operator at this console; capped at
+        ``max_duration_s`` from now). Only a block in force with the backend in use can be extended; the requester
+        is not told (it learns the end from the ``expired`` answer when it comes). Raises :class:`ValueError`."""
+        async with self._lock:
+            self._flush_unsaved()
+            block = self.store.get_block(ip)
+            if block is None:
+                raise ValueError(f"{ip} is not blocked by this executor")
+            why = await self._not_in_force(block)
+            if why is not None:
+                raise ValueError(f"cannot extend the block of {ip}: {why}")
+            now = self._clock()
+            expires = block.expires_at + duration_s
+            if duration_s <= 0:
+                raise ValueError(f"{duration_s}s is not a positive duration")
+            if expires - now > self.max_duration_s:
+                raise ValueError(f"the block of {ip} would then last {int(expires - now)}s from now, more than the "
+                                 f"executor's maximum of {self.max_duration_s}s")
+            try:
+                argv = await self.firewall.extend(ip, max(1, int(expires - now)))
+            except FirewallError as exc:
+                self.bus.emit(xu.ActionFailed(now, block.request_id, OPERATOR, "extend", ip, block.backend,
+                                              str(exc), (tuple(exc.argv),) if exc.argv else ()))
+                return self._operator_result(block, "extend", "failed", str(exc), None)
+            dry = " (dry-run: nothing was run)" if self.firewall.dry_run else ""
+            detail = f"expiry extended to {mt.utc_iso(expires)} by the operator{dry}"
+            self._expiry_wake.set()
+            self._save_operator(Record(
+                at=now, kind="operator", status="applied", request_id=block.request_id, sender=OPERATOR,
+                message_id=block.message_id, action="extend", ip=ip, detail=detail, argv=tuple(map(tuple, argv)),
+                put_block=replace(block, expires_at=expires)))
+            return self._operator_result(block, "extend", "applied", detail, expires, argv)
+
+    def _save_operator(self, rec: Record) -> None:
+        """Record what the operator did (the firewall already has): when the state file refuses it, it is kept to
+        record first (as a request's decision is) and the :class:`StoreFault` goes to the caller, who says so."""
+        try:
+            self._save(rec)
+        except StoreFault as fault:
+            self._store_failed(fault)
+            raise
+
+    def _operator_result(self, block: Block, action: str, status: str, detail: str, expires_at: float | None,
+                         argv: list[list[str]] | None = None) -> MitigationResult:
+        """The result of an operator action, also emitted as the usual typed update (``sender`` = operator)."""
+        result = MitigationResult(block.request_id, block.ip, "unblock" if action == "unblock" else "block",
+                                  status, block.backend, detail,  # type: ignore[arg-type]
+                                  mt.utc_iso(expires_at) if expires_at else None, self.hostname)
+        if status != "failed":
+            self.bus.emit(xu.ActionApplied(self._clock(), block.request_id, OPERATOR, action, block.ip, status,
+                                           block.backend, detail, result.expires_at, tuple(map(tuple, argv or ()))))
+        return result
+
     # -- expiry ----------------------------------------------------------------------------------------------
 
     async def expire_due(self) -> int:
         """Remove every block whose time is up; returns how many went. A failed removal is retried after 30 s."""
         removed = 0
         async with self._lock:
+            self._flush_unsaved()
             now = self._clock()
             for block in self.store.due_blocks(now):
                 if self._expiry_retry.get(block.ip, 0.0) > now:
@@ -503,7 +685,7 @@ class ExecutorEngine:
                 detail = f"block of {block.ip} ended at {mt.utc_iso(block.expires_at)}; removed"
                 result = MitigationResult(block.request_id, block.ip, "block", "expired", block.backend, detail,
                                           mt.utc_iso(block.expires_at), self.hostname)
-                self.store.record(Record(
+                self._save(Record(
                     at=now, kind="expired", status="expired", request_id=block.request_id, sender=block.sender,
                     message_id=block.message_id, action="unblock", ip=block.ip, detail=detail,
                     argv=tuple(map(tuple, argv)), drop_block=block.ip,

@@ -11,13 +11,20 @@ broker node's event stream, and **follow** (``pilot-tui follow``) subscribes to 
 
 Everything is decoded by :mod:`pilot_tui.model`; what fails validation goes to quarantine with its reason. The
 engine imports nothing from Textual: the UI and the headless logger subscribe to :attr:`bus`.
+
+When the event store cannot be written (disk full, made read-only, corrupt pages) nothing is acknowledged that was not
+stored: a stream batch is answered "not stored" with the reason (the sender keeps it and resends), an inbox message
+is held and retried and never marked processed, so never pruned. The receivers show ``degraded`` with the reason and
+one notice says so; the first write that succeeds again turns them back and says that too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -25,19 +32,26 @@ from typing import Any
 
 from pilot_tui.aiotime import within
 from pilot_tui.model import Rejected, decode_payload
-from pilot_tui.pilot.driver import Pilotctl
+from pilot_tui.pilot.driver import InboxMessage, Pilotctl
 from pilot_tui.pilot.errors import PilotError, Timeout
 from pilot_tui.pilot.inbox import InboxWatcher
 from pilot_tui.pilot.names import ADDRESS_RE
 from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payload
+from pilot_tui.store.db import StoreFault, until_stored
 from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
 from .fanout import DEFAULT_TOPIC, KeyPin, OutcomeNote, Publisher, Unverified, follow, parse_shared
 from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
-from .receiver import build_ack, payload_complete, whole_lines
+from .receiver import build_ack, build_unstored, payload_complete, whole_lines
+
+log = logging.getLogger(__name__)
 
 RECEIVER_OF = {"stream": "stream", "message": "inbox", "subscribe": "follow"}
+"""Which receiver a payload's transport arrived through (its "last message" age is shown)."""
+
+STORE_FED = ("stream", "inbox", "follow")
+"""Receivers that store what they take: shown ``degraded`` while the event store is failing."""
 
 NEXT_STATUSES = {
     "requested": ("applied", "already_applied", "refused", "failed"),
@@ -46,7 +60,6 @@ NEXT_STATUSES = {
     "already_applied": ("expired",),
 }
 """Which executor answer may follow a mitigation's current status (anything else is not an answer we wait for)."""
-"""Which receiver a payload's transport arrived through (its "last message" age is shown)."""
 
 
 @dataclass(slots=True)
@@ -109,6 +122,11 @@ class OrchestratorEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._gap_checks: set[asyncio.TimerHandle] = set()
         self._exec_addr: str | None = None
+        self.store_fault: str | None = None
+        """Why the event store is failing (one line), or ``None`` while it works."""
+        self._fault_since = 0.0
+        self._own: dict[str, tuple[str, str]] = {}
+        """Each receiver's own (state, detail), shown again once the store works after a fault."""
         self.publisher = (
             Publisher(pilotctl, self.config.publish_to, self.config.topic, self._reporter("publish"))
             if self.config.publish_to else None
@@ -141,30 +159,75 @@ class OrchestratorEngine:
 
     def _set_receiver(self, name: str, **changes: Any) -> None:
         old = self.receivers.get(name) or u.ReceiverState(at=time.time(), name=name, kind="", state="starting")
-        fields = {k: getattr(old, k) for k in ("name", "kind", "state", "detail", "restarts", "last_message_at")}
+        own_state, own_detail = self._own.get(name, (old.state, old.detail))
+        own = (changes.pop("state", own_state), changes.pop("detail", own_detail))
+        self._own[name] = own
+        fields = {k: getattr(old, k) for k in ("name", "kind", "restarts", "last_message_at")}
         fields.update(changes)
+        if self.store_fault is not None and name in STORE_FED and own[0] in ("running", "degraded"):
+            fields.update(state="degraded", detail=f"cannot store: {self.store_fault}")  # what it takes is not kept
+        else:
+            fields.update(state=own[0], detail=own[1])
         state = u.ReceiverState(at=time.time(), **fields)
         self.receivers[name] = state
         self.bus.emit(state)
 
     async def _supervise(self, name: str, body: Any) -> None:
-        """Run ``body`` forever: restart at once when it ends, back off only while it keeps failing fast."""
+        """Run ``body`` forever: restart at once when it ends, back off only while it keeps failing fast.
+
+        A :class:`StoreFault` is the store's, not the receiver's: it shows as ``degraded`` (not a restart) and the
+        receiver comes back after the same back-off."""
         failures = 0
         while True:
             started = time.monotonic()
+            detail: str | None
             try:
                 await body()
                 detail = "receiver ended"
             except asyncio.CancelledError:
                 raise
+            except StoreFault as fault:
+                self._store_failed(fault)
+                detail = None
             except PilotError as exc:
                 detail = exc.one_line()
             except Exception as exc:  # never let a receiver die for good
                 detail = f"{type(exc).__name__}: {exc}"
             failures = failures + 1 if time.monotonic() - started < 5 else 0
-            restarts = self.receivers[name].restarts + 1 if name in self.receivers else 1
-            self._set_receiver(name, state="restarting", detail=detail, restarts=restarts)
+            if detail is not None:
+                restarts = self.receivers[name].restarts + 1 if name in self.receivers else 1
+                self._set_receiver(name, state="restarting", detail=detail, restarts=restarts)
             await asyncio.sleep(min(5.0, 0.1 * (2 ** min(failures, 6))) if failures > 1 else 0)
+
+    def _store_failed(self, fault: StoreFault) -> None:
+        """The event store refused a write (or a read): show every receiver that stores as ``degraded`` with the
+        reason, and say so once per episode (not once per payload: a flood would print thousands of lines)."""
+        text = str(fault)
+        if self.store_fault == text:
+            return
+        first = self.store_fault is None
+        self.store_fault = text
+        if first:
+            self._fault_since = time.monotonic()
+            hint = f" ({fault.hint})" if fault.hint else ""
+            self.bus.emit(u.Notice(at=time.time(), level="error", message=(
+                f"event store failing: {text}{hint}; nothing is acknowledged as stored until it works again — "
+                "senders keep their events and resend")))
+        for name in STORE_FED:
+            if name in self.receivers:
+                self._set_receiver(name)
+
+    def _store_ok(self) -> None:
+        """A write succeeded: when the store was failing, turn the receivers back and say so (once)."""
+        if self.store_fault is None:
+            return
+        self.store_fault = None
+        took = time.monotonic() - self._fault_since
+        self.bus.emit(u.Notice(at=time.time(), level="info",
+                               message=f"event store writable again after {took:.0f} s; receivers back to normal"))
+        for name in STORE_FED:
+            if name in self.receivers:
+                self._set_receiver(name)
 
     async def _follow_receiver(self) -> None:
         assert self.config.follow is not None
@@ -185,7 +248,17 @@ class OrchestratorEngine:
         """A payload from the followed broker: events, or a state change or mitigation outcome on the orchestrator.
 
         Only what the pinned orchestrator key signed is applied: anyone who can publish on the broker could forge the
-        rest. Each refused message is quarantined with its reason (unsigned, bad_signature, wrong_key)."""
+        rest. Each refused message is quarantined with its reason (unsigned, bad_signature, wrong_key). While the
+        store fails the message is skipped (the broker does not resend; the followed orchestrator keeps the record)
+        and the subscription stays up."""
+        try:
+            self._apply_followed(data)
+        except StoreFault as fault:
+            self._store_failed(fault)
+        else:
+            self._store_ok()
+
+    def _apply_followed(self, data: bytes) -> None:
         pin: KeyPin = self.__dict__.setdefault("follow_pin", KeyPin())
         try:
             data = pin.open(data)
@@ -244,9 +317,12 @@ class OrchestratorEngine:
             await listener.close()
 
     def _conn_done(self, task: asyncio.Task[Any]) -> None:
-        """Free the connection's slot however it ended (done, evicted, cancelled)."""
+        """Free the connection's slot however it ended (done, evicted, cancelled); a connection that failed is one
+        log line, never asyncio's "Task exception was never retrieved" traceback."""
         self._tasks.discard(task)
         self._slots.release()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("stream connection failed: %s: %s", type(exc).__name__, exc)
 
     async def _handle_conn(self, conn: StreamConn, silent: dict[StreamConn, None] | None = None) -> None:
         """Read, store and acknowledge one connection; ``silent`` lists the accepted conns not yet sending
@@ -265,10 +341,13 @@ class OrchestratorEngine:
                 payload = whole_lines(payload)
             if not payload.strip():
                 return
-            result = self.ingest_payload(payload, sender="", transport="stream")
+            try:
+                reply = build_ack(payload, self.ingest_payload(payload, sender="", transport="stream"))
+            except StoreFault as fault:  # say so: a silent close would in the end pass for "delivered"
+                reply = build_unstored(payload, f"orchestrator cannot store events: {fault.reason}")
             if conn.can_reply:
                 with contextlib.suppress(Exception):
-                    await conn.write(build_ack(payload, result))
+                    await conn.write(reply)
         finally:
             sending()
             await conn.close()
@@ -285,23 +364,35 @@ class OrchestratorEngine:
                     with contextlib.suppress(PilotError):
                         msg = await self.pilotctl.inbox_read(msg.inbox_id or msg.message_id)
                 data = msg.body()
-                if not data.strip() and msg.size:
-                    self._quarantine(Rejected(0, "unreadable", f"inbox message {msg.message_id} of {msg.size} "
-                                              "bytes could not be read", b""), sender=msg.sender, transport="message")
-                elif message_kind(data) == "result":
+                result: MitigationResult | None = None
+                if data.strip() and message_kind(data) == "result":
                     try:
-                        self._apply_result(parse_result(data), sender=msg.sender, raw=data)
+                        result = parse_result(data)
                     except MitigationError as exc:
                         self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"bad mitigation result: {exc}"))
-                else:
-                    self.ingest_payload(data, sender=msg.sender, transport="message")
-                self.store.mark_inbox_seen(msg.message_id)
+                # held until stored and marked processed, however long the store fails: it is never pruned unstored
+                await until_stored(functools.partial(self._take_message, msg, data, result), self._store_failed)
+                self._store_ok()
         finally:
             # wait for the pruner to finish cancelling: a pilotctl run it had going must be reaped now, while the
             # loop still runs, not garbage-collected after it closed
             pruner.cancel()
             await asyncio.gather(pruner, return_exceptions=True)
             await watcher.close()
+
+    def _take_message(self, msg: InboxMessage, data: bytes, result: MitigationResult | None) -> None:
+        """Store one inbox message (events, a mitigation result, or a quarantine row) and mark it processed.
+
+        Raises :class:`StoreFault`; the caller tries again, so every write here is safe to repeat (events dedup by
+        id, the same mitigation answer twice is ignored)."""
+        if not data.strip() and msg.size:
+            self._quarantine(Rejected(0, "unreadable", f"inbox message {msg.message_id} of {msg.size} "
+                                      "bytes could not be read", b""), sender=msg.sender, transport="message")
+        elif result is not None:
+            self._apply_result(result, sender=msg.sender, raw=data)
+        elif message_kind(data) != "result":
+            self.ingest_payload(data, sender=msg.sender, transport="message")
+        self.store.mark_inbox_seen(msg.message_id)
 
     async def _prune_inbox(self, watcher: Any) -> None:
         """Clear stored messages from the daemon's inbox once they are old (never one not yet stored)."""
@@ -311,6 +402,8 @@ class OrchestratorEngine:
                 await watcher.prune(self.config.inbox_keep_s)
             except PilotError as exc:
                 self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"inbox prune failed: {exc.one_line()}"))
+            except StoreFault as fault:  # cannot tell what was processed: prune nothing this time
+                self._store_failed(fault)
 
     def _quarantine(self, rejected: Rejected, *, sender: str, transport: str) -> None:
         """Quarantine one message that is not a payload of events (unreadable, a broken shared note)."""
@@ -321,10 +414,17 @@ class OrchestratorEngine:
     # -- shared ingest -----------------------------------------------------------------------------------------
 
     def ingest_payload(self, payload: bytes, *, sender: str, transport: str) -> IngestResult:
-        """Decode, validate, dedup and store one payload; publish what happened. Never raises on bad input."""
+        """Decode, validate, dedup and store one payload; publish what happened. Never raises on bad input; raises
+        :class:`StoreFault` when the store cannot take it (then nothing of it was stored, and the receivers show
+        it)."""
         decoded = decode_payload(payload)  # bounded: a flood of lines is refused whole (MAX_PAYLOAD_LINES)
-        result = self.store.ingest(decoded.events, decoded.rejected, sender=sender, transport=transport,
-                                   payload=payload)
+        try:
+            result = self.store.ingest(decoded.events, decoded.rejected, sender=sender, transport=transport,
+                                       payload=payload)
+        except StoreFault as fault:
+            self._store_failed(fault)
+            raise
+        self._store_ok()
         now = time.time()
         self._set_receiver(RECEIVER_OF.get(transport, transport), last_message_at=now)
         if result.stored and self.publisher is not None:
@@ -366,7 +466,11 @@ class OrchestratorEngine:
         self._gap_checks.add(handle)
 
     def _report_gap(self, sensor: str, first: int, last: int) -> None:
-        missing = self.store.missing_between(sensor, first, last)
+        try:
+            missing = self.store.missing_between(sensor, first, last)
+        except StoreFault as fault:  # a timer callback: an exception here would be a traceback in the log
+            self._store_failed(fault)
+            return
         if missing <= 0:
             return
         span = f"seq {first}" if first == last else f"seq {first}-{last}"
@@ -486,11 +590,13 @@ class OrchestratorEngine:
             return
         assert known is not None
         event_id = known["event_id"]
-        self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
+        # the event's state first: if the store fails in between, the answer is taken again in full (the status
+        # written last is what makes a repeat of the same answer a no-op above)
         if event_id and result.status in ("applied", "already_applied"):
             self._set_state([event_id], "mitigated", by=f"executor:{result.executor}")
         elif event_id and result.status in ("refused", "failed"):
             self._set_state([event_id], "new", by=f"executor:{result.executor}")
+        self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
 
     def _mitigation_status(self, request_id: str, event_id: str, ip: str, status: str, detail: str) -> None:
         self.store.record_mitigation(request_id, event_id, ip, status, detail)

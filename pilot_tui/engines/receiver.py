@@ -163,6 +163,21 @@ def build_ack(payload: bytes, result: IngestResult) -> bytes:
     return orjson.dumps(reply) + b"\n"
 
 
+def build_unstored(payload: bytes, reason: str) -> bytes:
+    """The reply when the store refused the whole payload (disk full, read-only, corrupt): an acknowledgement that
+    settles no line and says why, so the sender keeps every row and resends later — never a silent close, which a
+    sender would in the end take for a receiver that cannot reply and count as delivered.
+
+    An older sender reads it as an acknowledgement of nothing (``upto`` 0) and resends too.
+    """
+    lines = [] if refused_whole(payload) else payload_lines(payload)
+    reply: dict[str, Any] = {"schema": ACK_SCHEMA, "lines": len(lines), "digest": lines_digest(lines), "upto": 0,
+                             "runs": [], "reasons": [], "error": ""}
+    room = REPLY_MAX - len(orjson.dumps(reply)) - 8
+    reply["error"] = reason.encode("utf-8")[:max(0, room)].decode("utf-8", "ignore")
+    return orjson.dumps(reply) + b"\n"
+
+
 @dataclass(slots=True)
 class Settlement:
     """What an acknowledgement says about the rows of one batch (by event id)."""
@@ -176,6 +191,11 @@ class BadAck(ValueError):
     """A reply that claims to be an acknowledgement but cannot settle this batch (cut, corrupt, another batch)."""
 
 
+class NotStored(BadAck):
+    """The receiver answered this batch but could not store it (its reply carries ``error``): every row stays
+    pending. A :class:`BadAck`, so a sender that knows no better resends after its back-off too."""
+
+
 def is_ack(text: str) -> bool:
     """True when a reply at least starts like one of our acknowledgements (whole or not)."""
     return text.lstrip().startswith('{"schema":"pilot-tui.ack/')
@@ -186,8 +206,9 @@ def settle(text: str, payload: bytes, ids: Sequence[str]) -> Settlement | None:
 
     Returns ``None`` when the reply is empty or not one of ours (e.g. a seed receiver's free text), a
     :class:`Settlement` naming what the receiver stored, already had and refused, and raises :class:`BadAck`
-    when the reply is ours but cannot be trusted for this payload (cut short, corrupt, or for other lines).
-    Rows the settlement does not name stay pending and are resent.
+    when the reply is ours but cannot be trusted for this payload (cut short, corrupt, or for other lines) —
+    :class:`NotStored` when it says the receiver could not store the batch. Rows the settlement does not name stay
+    pending and are resent.
     """
     body = text.strip()
     if not body:
@@ -231,6 +252,9 @@ def _settle_v2(obj: dict[str, Any], lines: list[bytes], ids: Sequence[str]) -> S
         raise BadAck(f"acknowledgement for {seen} lines, this batch has {len(lines)}")
     if obj.get("digest") != lines_digest(lines[:seen]):
         raise BadAck("acknowledgement digest does not match this batch")
+    error = obj.get("error")
+    if isinstance(error, str) and error and upto == 0:
+        raise NotStored(error[:300])
     reasons = {
         item[0]: str(item[1])
         for item in obj.get("reasons") or []

@@ -52,7 +52,7 @@ from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.outbox import Outbox, OutboxRow
 
 from . import updates as u
-from .receiver import BadAck, Settlement, settle
+from .receiver import BadAck, NotStored, Settlement, settle
 
 SILENT_LIMIT = 3
 """Connects in a row that end without an acknowledgement before the peer is taken for a seed-style receiver."""
@@ -60,6 +60,7 @@ SILENT_LIMIT = 3
 PEER_STATE_BY_CODE = {
     "no_ack": "reachable",
     "bad_ack": "reachable",
+    "not_stored": "reachable",
     "not_running": "daemon-down",
     "trust_required": "no-trust",
     "not_found": "unreachable",
@@ -100,6 +101,13 @@ class NoAcknowledgement(PilotError):
     """connect exited 0 but the receiver did not say what it stored: keep the rows and resend."""
 
     code = "no_ack"
+    retryable = True
+
+
+class NotStoredByPeer(PilotError):
+    """The orchestrator answered but could not store the batch (its disk is full, its state read-only): resend later."""
+
+    code = "not_stored"
     retryable = True
 
 
@@ -196,16 +204,31 @@ class Sender:
         """New rows are waiting: send without waiting for the idle poll."""
         self._wake.set()
 
-    def retry_now(self) -> None:
-        """Cut the current backoff short."""
+    def retry_now(self) -> str:
+        """Cut the current backoff short; returns what happens now, in one line for the operator who asked (while
+        paused nothing is sent, and saying "retrying" would be a lie)."""
+        if self.paused:
+            return "sending is paused: nothing is sent until you resume it (p)"
         self.failures = 0
         self._retry_at = 0.0
         self._wake.set()
+        pending = self.outbox.depth()
+        if not pending:
+            return "nothing to send: the outbox is empty"
+        if self._flights:
+            return f"{len(self._flights)} send(s) already on the way; {pending:,} event(s) pending"
+        return f"sending {pending:,} pending event(s) now"
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
         self._emit_outbox()
         self._wake.set()
+
+    def note_peer_state(self, state: str, detail: str) -> None:
+        """What a check outside the send path found (the start-up check, :mod:`pilot_tui.commands.doctor`), so the
+        peer is not shown ``unknown`` until the first send; ignored once a send has said anything."""
+        if self.peer_state in ("unknown", "checking"):
+            self._set_peer(state, detail)
 
     @property
     def in_flight(self) -> int:
@@ -399,6 +422,10 @@ class Sender:
         """
         try:
             settlement = settle(response, payload, ids)
+        except NotStored as exc:
+            self._silent = 0  # it did answer: never a step towards "this peer cannot reply"
+            raise NotStoredByPeer(f"{exc}; the events stay in the outbox and are resent",
+                                  hint="the orchestrator's state dir needs attention; it recovers by itself") from None
         except BadAck as exc:
             raise BadAcknowledgement(
                 f"the orchestrator's reply could not be read ({exc}); resending",

@@ -130,7 +130,8 @@ class ReceiverState(Update):
     """State of one supervised receiver (``stream`` or ``inbox``).
 
     ``kind`` names the backend (``sdk``, ``sim``, ``recv``, ``inbox``); ``state`` is ``starting``, ``running``,
-    ``degraded`` (recv fallback: cannot reply), ``restarting`` or ``error``.
+    ``degraded`` (recv fallback: cannot reply; or the event store is failing — disk full, read-only, corrupt — and
+    nothing it takes is acknowledged as stored: ``detail`` says why), ``restarting`` or ``error``.
     """
 
     name: str

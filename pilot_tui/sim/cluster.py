@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,12 +226,16 @@ class SimCluster:
         faults: Mapping[str, Mapping[str, object]] | None = None,
         public: Iterable[str] = (),
         auto_approve: Iterable[str] = (),
+        parallel: bool = False,
     ) -> list[SimNode]:
-        """Start nodes (in order: node ids follow it), then trust each ``(a, b)`` pair (``a`` asks, ``b`` approves)."""
+        """Start nodes (in order: node ids follow it), then trust each ``(a, b)`` pair (``a`` asks, ``b`` approves).
+
+        ``parallel`` starts the daemons at the same time (the demo: its start-up is mostly waiting for them); node
+        ids then follow whichever registers first."""
         public, auto_approve = set(public), set(auto_approve)
-        started = []
-        for name in hostnames:
-            node = start_node(
+
+        def one(name: str) -> SimNode:
+            return start_node(
                 name,
                 self.base / name,
                 str(self._sock_dir / f"{name}.sock"),
@@ -240,8 +245,14 @@ class SimCluster:
                 public=name in public,
                 auto_approve=name in auto_approve,
             )
-            self.nodes[name] = node
-            started.append(node)
+
+        if parallel and len(hostnames) > 1:
+            with ThreadPoolExecutor(len(hostnames)) as pool:
+                started = list(pool.map(one, hostnames))
+        else:
+            started = [one(name) for name in hostnames]
+        for node in started:
+            self.nodes[node.hostname] = node
         for a, b in trust:
             establish_trust(self.nodes[a], self.nodes[b])
         return started
@@ -251,7 +262,7 @@ class SimCluster:
 
     def stop_all(self) -> None:
         """Stop every node that is still running and remove the socket directory."""
-        for node in self.nodes.values():
+        for node in list(self.nodes.values()):  # a copy: the demo may still be starting its walk-on nodes
             try:
                 stop_node(node)
             except (OSError, subprocess.SubprocessError):

@@ -1,16 +1,21 @@
-"""The live "attack story" for the demo: a scripted minute and a half of attacks appended to real-format logs.
+"""The live "attack story" for the demo: a scripted hundred seconds of attacks appended to real-format logs.
 
-Acts (seconds from the start, at ``speed=1``), over benign background (web visitors, CRON, an admin's login):
+Acts (seconds from the start, at ``speed=1``), over benign background (web visitors, CRON, an admin's login). They
+overlap on purpose so the feed is never empty for long: the first detection lands within a second, and four
+attackers are on screen by 25 s (see :data:`FIRST_DETECTIONS`).
 
-1. 5–35 s   SSH brute force on root from 203.0.113.7 (with rsyslog "message repeated" and a max-auth disconnect)
-2. 30–55 s  SSH user enumeration from 198.51.100.23 (a dozen invalid user names, no password tried)
-3. 50–75 s  web scan from 192.0.2.77: scanner user agent and probe paths (a 404 burst), traversal, SQL injection
-4. 70–90 s  port scans from 2001:db8:bad:1::17 (IPv6) and 198.51.100.99 (UFW BLOCK lines)
-5. 85–95 s  mallory logs in from 192.0.2.55, fails sudo three times, then is not in sudoers
+1. 0–30 s    SSH brute force on root from 203.0.113.7: a fast burst of five, then one every 1.5 s (with rsyslog
+             "message repeated" and a max-auth disconnect)
+2. 3–10 s    port scan from 2001:db8:bad:1::17 (IPv6, UFW BLOCK lines)
+3. 9–40 s    web attack from 192.0.2.77: SQL injection first, then scanner user agent and probe paths (a 404
+             burst), traversal
+4. 14–40 s   SSH user enumeration from 198.51.100.23 (a dozen invalid user names, no password tried)
+5. 45–55 s   port scan from 198.51.100.99 (IPv4)
+6. 60–70 s   mallory logs in from 192.0.2.55, fails sudo three times, then is not in sudoers
 
 then the story loops. Files written in ``directory``: ``auth.log``, ``access.log`` (nginx) and ``ufw.log``. Lines
 carry the wall-clock time they are written, so the oracle's windows see the story as it unfolds. The script is
-plain data (:func:`story_script`), so a test can check it fires every built-in anomaly without waiting.
+plain data (:func:`story_script`), so a test can check it fires every built-in anomaly, and when, without waiting.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from . import loggen_formats as lg
 STORY_FILES = ("auth.log", "access.log", "ufw.log")
 STORY_SECONDS = 100.0
 """Length of one pass of the story at ``speed=1``."""
+
+FIRST_DETECTIONS = {"203.0.113.7": 0.5, "2001:db8:bad:1::17": 6.0, "192.0.2.77": 9.0, "198.51.100.23": 22.0}
+"""When (story seconds, ``speed=1``) each early attacker's first detection is due at the latest — the demo's promise
+that the feed fills at once (a test checks the script keeps it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,67 +80,69 @@ def story_script(seed: int = 7) -> list[StoryStep]:
     admin_pid = next_pid()
     add(8.0, "auth.log", lambda c: lg.ssh_login(c, admin_pid, "deploy", "192.0.2.10", 50122, 41))
 
-    # act 1: brute force
-    for i in range(20):
+    # act 1: brute force — a bot's opening burst (five tries in under a second: detected at once), then steady
+    for i in range(25):
         p, port = next_pid(), 40000 + i
 
         def attempt(c: lg.Clock, p: int = p, port: int = port, i: int = i) -> list[str]:
             lines = lg.ssh_failed(c, p, "root", "203.0.113.7", port, invalid=False)
             if i % 5 == 4:
                 lines.append(lg.ssh_repeated(c, p, "root", "203.0.113.7", port, 2))
-            if i == 19:
+            if i == 24:
                 lines += lg.ssh_max_auth(c, p, "root", "203.0.113.7", port)
             return lines
 
-        add(5.0 + i * 1.5, "auth.log", attempt)
+        add(i * 0.1 if i < 5 else 1.5 + (i - 5) * 1.4, "auth.log", attempt)
 
-    # act 2: user enumeration
-    for i, user in enumerate(lg.ATTACK_USERS[1:13]):
-        probe_pid = next_pid()
+    # act 2: port scan over IPv6 (15 distinct ports detect it)
+    for i in range(40):
         add(
-            30.0 + i * 2.0,
-            "auth.log",
-            lambda c, u=user, p=probe_pid, i=i: lg.ssh_probe_user(c, p, u, "198.51.100.23", 51000 + i),
+            3.0 + i * 0.18,
+            "ufw.log",
+            lambda c, i=i: [lg.ufw_block(c, "2001:db8:bad:1::17", "", 20 + i * 7, 45000, 9000.0 + i)],
         )
 
-    # act 3: web scan, traversal, SQL injection
-    agent = lg.SCANNER_AGENTS[2]
-    for i in range(30):
-        path = lg.PROBE_PATHS[i % len(lg.PROBE_PATHS)]
+    # act 3: web attack — SQL injection (one line is enough), then the scanner's probe paths and traversal
+    for i, path in enumerate(lg.SQLI_PATHS[:3] + lg.TRAVERSAL_PATHS[:3]):
+        status = 500 if i < 3 else 400
         add(
-            50.0 + i * 0.5,
-            "access.log",
-            lambda c, path=path: [lg.nginx(c, "192.0.2.77", "GET", path, 404, 162, agent)],
-        )
-    for i, path in enumerate(lg.TRAVERSAL_PATHS[:3] + lg.SQLI_PATHS[:3]):
-        status = 400 if i < 3 else 500
-        add(
-            66.0 + i,
+            9.0 + i * (1.0 if i < 3 else 4.0),
             "access.log",
             lambda c, path=path, s=status: [
                 lg.nginx(c, "192.0.2.77", "GET", path, s, 157, lg.BROWSER_AGENTS[3])
             ],
         )
-
-    # act 4: port scans (IPv6 and IPv4)
-    for i in range(40):
+    agent = lg.SCANNER_AGENTS[2]
+    for i in range(30):
+        path = lg.PROBE_PATHS[i % len(lg.PROBE_PATHS)]
         add(
-            70.0 + i * 0.25,
-            "ufw.log",
-            lambda c, i=i: [lg.ufw_block(c, "2001:db8:bad:1::17", "", 20 + i * 7, 45000, 9000.0 + i)],
+            12.0 + i * 0.5,
+            "access.log",
+            lambda c, path=path: [lg.nginx(c, "192.0.2.77", "GET", path, 404, 162, agent)],
         )
+
+    # act 4: user enumeration (five distinct invalid users detect it)
+    for i, user in enumerate(lg.ATTACK_USERS[1:13]):
+        probe_pid = next_pid()
+        add(
+            14.0 + i * 1.8,
+            "auth.log",
+            lambda c, u=user, p=probe_pid, i=i: lg.ssh_probe_user(c, p, u, "198.51.100.23", 51000 + i),
+        )
+
+    # act 5: port scan over IPv4
     for i in range(30):
         add(
-            80.0 + i * 0.3,
+            45.0 + i * 0.3,
             "ufw.log",
             lambda c, i=i: [lg.ufw_block(c, "198.51.100.99", "10.0.0.5", 1000 + i, 51515, 9100.0 + i)],
         )
 
-    # act 5: an insider on sudo
+    # act 6: an insider on sudo
     insider_pid = next_pid()
-    add(85.0, "auth.log", lambda c: lg.ssh_login(c, insider_pid, "mallory", "192.0.2.55", 40404, 77))
-    add(89.0, "auth.log", lambda c: lg.sudo_fail(c, "mallory", 3, "/bin/bash"))
-    add(93.0, "auth.log", lambda c: [lg.sudo_not_in_sudoers(c, "mallory", "/bin/cat /etc/shadow")])
+    add(60.0, "auth.log", lambda c: lg.ssh_login(c, insider_pid, "mallory", "192.0.2.55", 40404, 77))
+    add(64.0, "auth.log", lambda c: lg.sudo_fail(c, "mallory", 3, "/bin/bash"))
+    add(68.0, "auth.log", lambda c: [lg.sudo_not_in_sudoers(c, "mallory", "/bin/cat /etc/shadow")])
 
     steps.sort(key=lambda s: s.at)
     return steps

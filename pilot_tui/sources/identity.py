@@ -76,18 +76,54 @@ def is_same_file(fd: int, st: os.stat_result, ino: int, fp: str, fp_len: int) ->
     return st.st_ino == ino and head_matches(fd, st.st_size, fp, fp_len)
 
 
+_KINDS = (
+    (stat_mod.S_ISDIR, "a directory"),
+    (stat_mod.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat_mod.S_ISSOCK, "a socket"),
+    (stat_mod.S_ISCHR, "a character device"),
+    (stat_mod.S_ISBLK, "a block device"),
+)
+
+
+def kind_of(mode: int) -> str | None:
+    """What a non-regular file is, in words (``"a named pipe (FIFO)"``), or None for a regular file."""
+    if stat_mod.S_ISREG(mode):
+        return None
+    return next((text for test, text in _KINDS if test(mode)), "a special file")
+
+
+def not_a_log_file(path: str) -> str | None:
+    """Why ``path`` cannot be followed as a log (``"is a named pipe (FIFO), not a regular file"``), or None.
+
+    None too when it does not exist (a log may appear later). The tailer follows regular files only: it reads by
+    offset (``pread``) and tells rotations apart by inode and head; a pipe or a device has neither, and opening a
+    FIFO for reading would wait for a writer. Symlinks are followed, like the tailer does.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    kind = kind_of(st.st_mode)
+    return None if kind is None else f"is {kind}, not a regular file"
+
+
 def open_regular(path: str) -> tuple[int, os.stat_result]:
     """Open ``path`` read-only and fstat it; raise ``IsADirectoryError``/``OSError`` for non-regular files.
 
-    fstat of the fd (not stat of the name) so the identity belongs to exactly the file we hold open.
+    fstat of the fd (not stat of the name) so the identity belongs to exactly the file we hold open. Opened
+    non-blocking: a FIFO (or a serial device) put where a log was expected would otherwise block ``open`` until
+    a writer shows up, on the tailer's only worker thread, and nothing could stop the process short of SIGKILL.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
     try:
         st = os.fstat(fd)
         if stat_mod.S_ISDIR(st.st_mode):
             raise IsADirectoryError(f"is a directory: {path}")
-        if not stat_mod.S_ISREG(st.st_mode):
-            raise OSError(f"not a regular file: {path}")
+        kind = kind_of(st.st_mode)
+        if kind is not None:
+            raise OSError(f"is {kind}, not a regular file: {path}")
+        os.set_blocking(fd, True)  # no meaning for regular files; cleared so the descriptor is an ordinary one
     except BaseException:
         os.close(fd)
         raise
@@ -122,3 +158,63 @@ def find_by_identity(directory: str, ino: int, fp: str, fp_len: int, exclude: st
         finally:
             os.close(fd)
     return None
+
+
+_NUMBERED_SUFFIX = re.compile(r"\.(\d+)$")
+_DATED_SUFFIX = re.compile(r"[-._](\d{8}(?:\d{2,6})?)$")
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".zip", ".z", ".Z")
+
+
+def newer_rotations(path: str, dev: int, ino: int) -> list[tuple[str, int]] | None:
+    """The rotated copies of ``path`` that are newer than the file ``(dev, ino)``, oldest first, with their inodes.
+
+    When ``auth.log`` was shifted twice between two looks (``auth.log`` -> ``.1`` -> ``.2``), the file we were
+    reading is now ``auth.log.2`` and the one that lived at the path in between is ``auth.log.1``: it is the next
+    generation to read, before whatever is at ``path`` now. The order comes from logrotate's names: ``.N`` counts
+    up with age (``.3`` is older than ``.1``), a ``dateext`` suffix (``-20240101``) up with time. Compressed
+    copies cannot be tailed and are left out. A name alone is not trusted, though: a copy last modified before
+    ``(dev, ino)`` was (another naming scheme, a copytruncate copy of lines already read) is older whatever its
+    name says, and reading it would deliver its lines twice; each newer generation was written after the older one
+    stopped, so its modification time is not earlier.
+
+    Returns None when ``(dev, ino)`` is not among ``path``'s rotated names (deleted, moved elsewhere, or a name
+    logrotate would not give): the caller then knows nothing about the order and takes only ``path`` itself.
+    Inodes are read with ``stat`` (not the directory entry's ``d_ino``, which overlay filesystems report
+    differently), and only for names that look like rotations of ``path``.
+    """
+    directory, base = os.path.split(path)
+    try:
+        names = [e.name for e in os.scandir(directory or ".")]
+    except OSError:
+        return None
+    rotated: dict[str, tuple[str, int, int]] = {}  # name -> (suffix, inode, mtime)
+    for name in names:
+        if not name.startswith(base) or name == base or name.endswith(_COMPRESSED):
+            continue
+        suffix = name[len(base):]
+        if not (_NUMBERED_SUFFIX.fullmatch(suffix) or _DATED_SUFFIX.fullmatch(suffix)):
+            continue
+        try:
+            st = os.stat(os.path.join(directory, name), follow_symlinks=False)
+        except OSError:
+            continue
+        if stat_mod.S_ISREG(st.st_mode) and st.st_dev == dev:
+            rotated[name] = (suffix, st.st_ino, st.st_mtime_ns)
+    mine = next((name for name, (_, i, _) in rotated.items() if i == ino), None)
+    if mine is None:
+        return None
+    suffix, _, since = rotated[mine]
+    numbered = _NUMBERED_SUFFIX.fullmatch(suffix)
+    if numbered:
+        age = int(numbered.group(1))
+        newer = [f"{base}.{n}" for n in range(age - 1, 0, -1)]
+    else:
+        newer = [
+            n
+            for _, n in sorted(
+                (s[1:], n)
+                for n, (s, _, _) in rotated.items()
+                if _DATED_SUFFIX.fullmatch(s) and len(s) == len(suffix) and s[0] == suffix[0] and s > suffix
+            )
+        ]
+    return [(os.path.join(directory, n), rotated[n][1]) for n in newer if n in rotated and rotated[n][2] >= since]

@@ -262,7 +262,7 @@ class FileTailer:
             return None, False
         try:
             ident = (st.st_dev, st.st_ino)
-            if any(f.held == ident for f in self._followers.values()):
+            if any(ident in f.held_files for f in self._followers.values()):
                 return None, True
             old = self._retired.get(ident)
             if old is not None and is_same_file(fd, st, old.ino, old.fp, old.fp_len):

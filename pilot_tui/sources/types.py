@@ -116,6 +116,8 @@ class FileStats:
     """Shrinks seen (copytruncate); reading restarted at 0."""
     lines_cut: int
     """Lines longer than the cap, cut to it."""
+    generations_waiting: int = 0
+    """Newer files seen at the path (after fast rotations) held open until the one being read is finished."""
 
 
 @dataclass(frozen=True)

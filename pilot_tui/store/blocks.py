@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .db import Tx, open_db
+from .db import Tx, guarded, open_db, rewrite_header
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -141,14 +141,20 @@ def _block(row: sqlite3.Row | tuple[Any, ...]) -> Block:
 _BLOCK_COLS = "ip, backend, request_id, sender, message_id, reason, event_id, created_at, expires_at"
 
 
+@guarded
 class BlockStore:
     """The executor's SQLite file (0600, WAL). One connection, used from the engine's event loop only."""
 
     def __init__(self, path: Path | str) -> None:
+        self.path = path
         self.conn = open_db(path, SCHEMA)
 
     def close(self) -> None:
         self.conn.close()
+
+    def check_writable(self) -> None:
+        """Raise :class:`~.db.StoreFault` unless the file takes a write (changes nothing; see ``rewrite_header``)."""
+        rewrite_header(self.conn)
 
     # -- reads -----------------------------------------------------------------------------------------------
 

@@ -7,15 +7,180 @@ files created 0600 because they hold attacker IPs, evidence and peer addresses.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import functools
+import inspect
 import os
 import sqlite3
 import stat
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pilot_tui.paths import StateError, ensure_private_dir
 
-__all__ = ["StateError", "Tx", "open_db", "query_readonly"]
+__all__ = ["StateError", "StoreFault", "Tx", "guarded", "open_db", "open_readonly", "query_readonly", "rerun_on_fault",
+           "rewrite_header", "until_stored"]
+
+T = TypeVar("T")
+
+
+class StoreFault(StateError):
+    """A state database failed while in use: the disk is full, it became read-only, an I/O error, corrupt pages, or
+    another process held it locked too long.
+
+    Every store method raises this in place of the raw ``sqlite3``/``OSError`` (see :func:`guarded`), so an engine
+    catches one type where it writes, reports ``str(fault)`` as one line and keeps what it could not store for a
+    later attempt, instead of dying with a traceback. A :class:`StateError`, so a fault while a command starts is
+    the same one line as any other unusable state file. ``kind`` is ``full``, ``read_only``, ``corrupt``, ``io``,
+    ``locked`` or ``error``; :attr:`hint` says what would clear it.
+    """
+
+    def __init__(self, message: str, kind: str = "error", reason: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason or message
+        """What went wrong without the file's path (what a reply to another node may say)."""
+
+    @property
+    def hint(self) -> str:
+        return FAULT_HINTS.get(self.kind, "")
+
+    @classmethod
+    def of(cls, exc: BaseException, path: object = "") -> StoreFault | None:
+        """The fault ``exc`` stands for, or ``None`` when it is not a storage fault (a programming error such as
+        ``sqlite3.IntegrityError`` or ``ProgrammingError`` stays what it is)."""
+        if isinstance(exc, StoreFault):
+            return exc
+        if isinstance(exc, OSError):
+            kind = FAULT_ERRNOS.get(exc.errno or 0)
+            if kind is None:
+                return None
+            text = exc.strerror or str(exc)
+        elif isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+            text = str(exc)
+            kind = _sqlite_kind(exc, text)
+        else:
+            return None
+        where = f"{path}: " if path else ""
+        return cls(f"{where}{text}", kind, text)
+
+
+FAULT_ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EFBIG: "full", errno.EROFS: "read_only",
+                errno.EACCES: "read_only", errno.EPERM: "read_only", errno.EIO: "io"}
+"""The OS errors that mean the state file cannot be written right now (anything else is not ours to absorb)."""
+
+FAULT_HINTS = {
+    "full": "free some disk space",
+    "read_only": "make the state dir writable again",
+    "corrupt": "stop, move the file away and start fresh (export what is still readable first)",
+    "io": "check the disk",
+    "locked": "another process holds the database",
+}
+
+_SQLITE_KINDS = {"SQLITE_FULL": "full", "SQLITE_READONLY": "read_only", "SQLITE_PERM": "read_only",
+                 "SQLITE_CORRUPT": "corrupt", "SQLITE_NOTADB": "corrupt", "SQLITE_IOERR": "io", "SQLITE_CANTOPEN": "io",
+                 "SQLITE_BUSY": "locked", "SQLITE_LOCKED": "locked"}
+
+
+def _sqlite_kind(exc: BaseException, text: str) -> str:
+    """``full``/``read_only``/… from SQLite's error name (``SQLITE_IOERR_WRITE`` → ``io``), else from its message
+    (an error raised by hand, as tests do, has no name)."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    base = "_".join(name.split("_")[:2])
+    if base in _SQLITE_KINDS:
+        return _SQLITE_KINDS[base]
+    lowered = text.lower()
+    for needle, kind in (("full", "full"), ("readonly", "read_only"), ("read-only", "read_only"),
+                         ("malformed", "corrupt"), ("not a database", "corrupt"), ("i/o", "io"), ("locked", "locked")):
+        if needle in lowered:
+            return kind
+    return "error"
+
+
+def guarded(cls: type[T]) -> type[T]:
+    """Class decorator for a store: its constructor and every public method raise :class:`StoreFault` instead of a
+    raw storage error (``self.path`` names the file in the message).
+
+    One place that turns "database or disk is full" into a fault the engines handle, whichever statement met it —
+    a write, a commit, or a read that hit a corrupt page.
+    """
+    for name, attr in list(vars(cls).items()):
+        if inspect.isfunction(attr) and (name == "__init__" or not name.startswith("_")) and name != "close":
+            setattr(cls, name, _guard(attr))
+    return cls
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except StoreFault:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            fault = StoreFault.of(exc, getattr(self, "path", ""))
+            if fault is None:
+                raise
+            raise fault from exc
+
+    return wrapper
+
+
+RETRY_FIRST_S = 0.5
+"""First wait before writing again after a :class:`StoreFault` (doubling each time up to :data:`RETRY_MAX_S`)."""
+RETRY_MAX_S = 30.0
+
+
+async def until_stored(write: Callable[[], T | Awaitable[T]], on_fault: Callable[[StoreFault], object]) -> T:
+    """Run ``write`` until it stops raising :class:`StoreFault`, waiting longer each time; returns its result.
+
+    What a receiver does with something it took on and must not lose (an inbox message, a log batch and its
+    position, a decision already carried out): hold on to it, say why (``on_fault``, each attempt) and try again
+    until the disk has room or the directory is writable again. Cancellation ends it, the item still not stored —
+    which is what makes it safe: it was never marked done.
+    """
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            result = write()
+            return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+        except StoreFault as fault:
+            on_fault(fault)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_S)
+
+
+async def rerun_on_fault(body: Callable[[], Awaitable[None]], on_fault: Callable[[StoreFault], object],
+                         probe: Callable[[], object]) -> None:
+    """Run the background loop ``body`` until it returns; when a :class:`StoreFault` ends it, report it, pause
+    (longer while it keeps failing fast), wait until ``probe`` — a write — goes through, and run it again.
+
+    For loops whose unit of work stays on record until done (outbox rows, queued replies, due expiries): restarting
+    them redoes what the fault interrupted, so nothing is lost, and the probe keeps a failing disk from being hammered.
+    """
+    delay = 0.0
+    while True:
+        started = time.monotonic()
+        try:
+            await body()
+            return
+        except StoreFault as fault:
+            on_fault(fault)
+        ran_long = time.monotonic() - started > 60
+        delay = RETRY_FIRST_S if not delay or ran_long else min(delay * 2, RETRY_MAX_S)
+        await asyncio.sleep(delay)
+        await until_stored(probe, on_fault)
+
+
+def rewrite_header(conn: sqlite3.Connection) -> None:
+    """A write that changes nothing: set the header's ``user_version`` to what it is. It fails on a full disk or a
+    read-only file like any write, so it tells when a store takes writes again."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version)}")
 
 
 def _refuse_links(path: Path) -> None:
@@ -94,7 +259,45 @@ class Tx:
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            self._rollback()
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()  # a COMMIT that failed (disk full) may leave the transaction open: end it
+            raise
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open. SQLite may already have rolled back by itself (it does on
+        SQLITE_FULL and I/O errors), and a failing ROLLBACK must not hide the error that caused it."""
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+
+
+def open_readonly(path: Path | str) -> sqlite3.Connection:
+    """Open a state file only to read it — for a command that writes nothing (``export``) when the file or its
+    directory is read-only (a read-only mount, a backup), where :func:`open_db` cannot. Never through a symlink.
+
+    ``mode=ro`` first; a WAL database with no ``-shm`` beside it cannot be opened that way in a read-only directory,
+    so then, and only when no ``-wal`` holds commits the main file lacks, as ``immutable``. Raises
+    :class:`StateError`.
+    """
+    p = Path(path)
+    _refuse_links(p)
+    uri = Path(os.path.abspath(p)).as_uri()
+    queries = ["mode=ro"] if Path(f"{p}-wal").exists() else ["mode=ro", "immutable=1"]
+    problem = ""
+    for query in queries:
+        conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, timeout=5.0)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            problem = str(exc)
+    raise StateError(f"cannot read {p}: {problem}")
 
 
 def query_readonly(path: Path | str, sql: str, *args: object) -> list[tuple[object, ...]]:

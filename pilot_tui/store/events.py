@@ -19,7 +19,7 @@ import orjson
 
 from pilot_tui.model import Rejected, ThreatEvent, decode_event
 
-from .db import Tx, open_db
+from .db import Tx, guarded, open_db, rewrite_header
 
 QUARANTINE_RAW_CAP = 4096
 """Bytes of a rejected payload kept for the analyst to look at (the full length is recorded separately)."""
@@ -206,6 +206,7 @@ def row_to_stored(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
+@guarded
 class EventStore:
     """SQLite event store of one orchestrator. Use from one thread (the engine's loop); reads are cheap."""
 
@@ -219,6 +220,10 @@ class EventStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    def check_writable(self) -> None:
+        """Raise :class:`~.db.StoreFault` unless the file takes a write (changes nothing; see ``rewrite_header``)."""
+        rewrite_header(self.conn)
 
     def ingest(
         self, events: Iterable[ThreatEvent], rejected: Iterable[Rejected] = (), *, sender: str = "",

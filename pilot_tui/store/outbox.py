@@ -18,7 +18,7 @@ import orjson
 
 from pilot_tui.model import ThreatEvent
 
-from .db import Tx, open_db
+from .db import Tx, guarded, open_db, rewrite_header
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -58,6 +58,7 @@ class OutboxRow:
     attempts: int
 
 
+@guarded
 class Outbox:
     """SQLite-backed outbox + offsets for one oracle (one sensor). Not thread-safe: use from the engine's loop."""
 
@@ -67,6 +68,10 @@ class Outbox:
 
     def close(self) -> None:
         self.conn.close()
+
+    def check_writable(self) -> None:
+        """Raise :class:`~.db.StoreFault` unless the file takes a write (changes nothing; see ``rewrite_header``)."""
+        rewrite_header(self.conn)
 
     # -- writing ---------------------------------------------------------------------------------------------
 

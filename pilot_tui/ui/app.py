@@ -136,6 +136,12 @@ class PilotApp(App[None]):
     def _modal_open(self) -> bool:
         return isinstance(self.screen, ModalScreen)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Number keys of views this app does not have are not keys at all (so ``?`` does not list them)."""
+        if action == "view" and parameters and isinstance(parameters[0], int):
+            return parameters[0] < len(self.views)
+        return True
+
     def action_view(self, index: int) -> None:
         """Show the ``index``-th available view (number keys)."""
         if self._modal_open() or not 0 <= index < len(self.views):

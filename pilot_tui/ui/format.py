@@ -76,6 +76,19 @@ def fmt_iso(epoch: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
 
 
+def fmt_when(epoch: float | None, now: float, *, narrow: bool = False) -> str:
+    """When something happened, in UTC: ``12:00:03`` today, else the date too (``11-24 12:00``; ``Nov 24`` when
+    ``narrow`` — eight cells; the detail pane has the full time); ``2025-11-24`` from another year."""
+    if epoch is None:
+        return "—"
+    when, today = time.gmtime(epoch), time.gmtime(now)
+    if when[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", when)
+    if when.tm_year != today.tm_year:
+        return time.strftime("%Y-%m-%d", when)
+    return time.strftime("%b %d" if narrow else "%m-%d %H:%M", when)
+
+
 def ts_hms(ts: str | None) -> str:
     """``HH:MM:SS`` of an event's ISO ``ts`` (shown in UTC); empty when missing or unreadable."""
     if not ts:
@@ -87,6 +100,19 @@ def ts_hms(ts: str | None) -> str:
     if dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc)
     return dt.strftime("%H:%M:%S")
+
+
+def ts_when(ts: str | None, now: float) -> str:
+    """An event's ISO ``ts`` as :func:`fmt_when` shows it (the date too when not today); empty when unreadable."""
+    if not ts:
+        return ""
+    try:
+        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return fmt_when(dt.timestamp(), now)
 
 
 def truncate(text: str, width: int) -> str:

@@ -15,6 +15,10 @@ MITIGATION_NOTICES = {
     "expired": ("information", "block expired"),
 }
 
+SELF_SPEAKING = ("expiry extended", "not blocked")
+"""``already_applied`` details that say what happened on their own ("expiry extended to …" for a re-block, "not
+blocked by this executor" for an unblock): prefixing "already blocked" would repeat or contradict them."""
+
 
 def describe_error(exc: BaseException | None) -> str:
     """One line for a notification: pilotctl errors give ``code: message (hint)``; ``ValueError`` its message."""
@@ -38,6 +42,9 @@ def notices_for(updates: Iterable[Any]) -> list[tuple[str, str]]:
             out.append((level, printable(update.message)[:300]))
         elif kind == "MitigationUpdate" and update.status in MITIGATION_NOTICES:
             level, verb = MITIGATION_NOTICES[update.status]
+            if update.status == "already_applied" and update.detail.startswith(SELF_SPEAKING):
+                out.append((level, printable(f"{update.source_ip}: {update.detail}")[:300]))  # says it: once
+                continue
             detail = f" — {update.detail}" if update.detail else ""
             out.append((level, printable(f"{update.source_ip}: {verb}{detail}")[:300]))
         elif kind == "SensorAlert":

@@ -256,6 +256,7 @@ SAMPLE_PENDING: list[dict[str, Any]] = [
 
 EXEC_ADDR = "0:0000.0000.0e01"
 ORCH_ADDR = "0:0000.0000.0002"
+ORCH_NAME = "local-threat-orchestrator"
 
 
 async def _stub_daemon_status(self: StubPilot) -> Any:
@@ -269,12 +270,15 @@ async def _stub_info(self: StubPilot) -> dict[str, Any]:
 
 
 async def _stub_find(self: StubPilot, hostname: str) -> dict[str, Any]:
-    """The exec node resolves (the orchestrator pins its mitigations to its address); other names do not."""
+    """The exec node resolves (the orchestrator pins its mitigations to its address), and so does the orchestrator
+    (the executor obeys it by name); other names do not."""
     from pilot_tui.pilot.errors import NotFound
 
     await self._maybe_fail("find", hostname)
     if hostname == "aws-exec-node":
         return {"address": EXEC_ADDR, "hostname": hostname, "node_id": 3585, "public": False}
+    if hostname == ORCH_NAME:
+        return {"address": ORCH_ADDR, "hostname": hostname, "node_id": 2, "public": False}
     raise NotFound(f"{hostname} not found")
 
 
@@ -413,10 +417,11 @@ class FixedClock:
 
 
 def sample_executor(path: str, clock: FixedClock | None = None) -> Any:
-    """A dry-run executor engine (obeying the sample orchestrator) running on ``clock`` (fixed by default)."""
+    """A dry-run executor engine (obeying the sample orchestrator by name, as the README advises) running on
+    ``clock`` (fixed by default)."""
     from pilot_tui.engines.executor import ExecutorEngine
 
-    engine = ExecutorEngine(StubPilot(), path, backend="dry-run", obey=[ORCH_ADDR], allowlist=["10.0.0.0/8"],
+    engine = ExecutorEngine(StubPilot(), path, backend="dry-run", obey=[ORCH_NAME], allowlist=["10.0.0.0/8"],
                             clock=clock or FixedClock(), use_watchdog=False, discover_own_ips=False,
                             own_ips=["192.0.2.10"])
     return engine

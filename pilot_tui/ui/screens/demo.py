@@ -21,11 +21,12 @@ from ..feedquery import FeedWindow
 from ..filters import ViewFilter
 from ..messages import EngineUpdates, FeedCursorMoved, FeedRowChosen
 from ..widgets.event_detail import EventDetail
-from ..widgets.executor_panels import DECISION_COLUMNS, decision_row
+from ..widgets.executor_panels import NARROW_DECISION_COLUMNS, decision_row
 from ..widgets.feed_table import FeedTable
 from ..widgets.key_hints import KeyHints
 from ..widgets.oracle_panels import oracle_status_text, send_result_text
 from ..widgets.orchestrator_panels import status_text
+from ..widgets.receiver_banner import ReceiverBanner
 from ..widgets.status_line import StatusLine
 from ..widgets.text_log import TextLog
 from ..widgets.view_bar import ViewBar
@@ -46,6 +47,7 @@ class DemoScreen(TriageActions, EngineScreen):
         Binding("m", "mitigate", "Mitigate"),
         Binding("f", "false_positive", "False pos", show=False),
         Binding("p", "toggle_pause", "Pause send"),
+        Binding("b", "blocks", "Blocks"),
         Binding("escape", "close_detail", "Close detail", show=False),
     ]
 
@@ -68,6 +70,7 @@ class DemoScreen(TriageActions, EngineScreen):
             yield StatusLine(id="demo-oracle-status", classes="demo-status status-lines")
         if self.window is not None:
             yield StatusLine(id="demo-feed-status", classes="demo-status status-lines")
+            yield ReceiverBanner(self.orchestrator, id="demo-receiver-banner")
             with Horizontal(id="demo-main"):
                 yield FeedTable(self.window, id="demo-feed")
                 yield EventDetail(id="demo-detail")
@@ -88,7 +91,7 @@ class DemoScreen(TriageActions, EngineScreen):
             self.query_one("#demo-exec-title", Label).update(
                 Text("Executor decisions" + (" — DRY-RUN" if self.executor.firewall.dry_run else ""),
                      style="bold"))
-            self.query_one("#demo-decisions", DataTable).add_columns(*DECISION_COLUMNS)
+            self.query_one("#demo-decisions", DataTable).add_columns(*NARROW_DECISION_COLUMNS)
             self._show_decisions()
         if self.oracle is not None:
             for update in self.pilot_app.history("oracle"):
@@ -138,8 +141,9 @@ class DemoScreen(TriageActions, EngineScreen):
     def _show_decisions(self) -> None:
         table = self.query_one("#demo-decisions", DataTable)
         table.clear()
+        names = self.executor.peer_names()
         for row in self.executor.store.history(DECISIONS_SHOWN):
-            table.add_row(*decision_row(row))
+            table.add_row(*decision_row(row, names, narrow=True))  # a narrow box at any width
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -165,8 +169,18 @@ class DemoScreen(TriageActions, EngineScreen):
         self.oracle.sender.set_paused(not self.oracle.sender.paused)
         self._show_status()
 
+    def action_blocks(self) -> None:
+        """The executor's blocks, with unblock and extend (see :mod:`.blocks`)."""
+        if self.executor is None:
+            return
+        from .blocks import BlocksScreen
+
+        self.app.push_screen(BlocksScreen(self.executor, view_name="demo"))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide keys whose engine is not part of this demo."""
+        if action == "blocks" and self.executor is None:
+            return False
         if action in ("acknowledge", "mitigate", "false_positive") and self.window is None:
             return False
         if action == "toggle_pause" and self.oracle is None:

@@ -1,4 +1,4 @@
-"""Small modal dialogs: a yes/no confirmation and a one-line note. They return their answer via ``dismiss``.
+"""Small modal dialogs: a yes/no confirmation, a one-line note and a duration. They return their answer via ``dismiss``.
 
 Texts shown here may include attacker-controlled values (an IP, an anomaly name); callers pass ``rich.text.Text``
 objects, never markup strings.
@@ -75,6 +75,50 @@ class NoteDialog(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class DurationDialog(ModalScreen[int | None]):
+    """Ask for a duration (``30m``, ``2h``, ``7d`` or seconds, read like the CLI's duration flags); Enter confirms
+    with whole seconds, Escape cancels (``None``). Bad input is said inline and the dialog stays open."""
+
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, body: Text, default: str = "1h") -> None:
+        super().__init__()
+        self._title = title
+        self._body = body
+        self._default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(Text(self._title), id="dialog-title")
+            yield Static(self._body, id="dialog-body", markup=False)
+            yield Input(value=self._default, placeholder="30m, 2h, 7d — Enter to confirm, Esc to cancel",
+                        id="duration", max_length=16)
+            yield Static("", id="dialog-error", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        import argparse
+
+        from pilot_tui.cli import duration
+
+        event.stop()
+        try:
+            seconds = int(duration(event.value))
+        except argparse.ArgumentTypeError as exc:
+            self.query_one("#dialog-error", Static).update(Text(str(exc)))
+            return
+        if seconds < 1:
+            self.query_one("#dialog-error", Static).update(Text("the duration must be at least 1s"))
+            return
+        self.dismiss(seconds)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Label
 from ..messages import EngineUpdates
 from ..widgets.executor_panels import (
     DECISION_COLUMNS,
+    NARROW_DECISION_COLUMNS,
     banner_text,
     block_row,
     decision_detail,
@@ -33,6 +34,14 @@ from .detail import EventDetailScreen
 HISTORY_ROWS = 200
 """Decisions listed (newest first)."""
 
+def decision_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells one decision from another in the history (it has no id of its own in the rows listed)."""
+    return (row.get("at"), row.get("kind"), row.get("message_id"), row.get("request_id"), row.get("ip"))
+
+
+NARROW_BELOW = 120
+"""Terminal width under which the decisions drop their FROM column (the app's ``-narrow`` breakpoint)."""
+
 
 class ExecutorScreen(EngineScreen):
     """View of one executor engine."""
@@ -42,6 +51,7 @@ class ExecutorScreen(EngineScreen):
     HELP_SECTION = "Executor"
     BINDINGS = [
         Binding("enter", "decision_detail", "Decision detail"),
+        Binding("b", "blocks", "Blocks"),
         Binding("r", "reload", "Refresh"),
     ]
 
@@ -53,6 +63,9 @@ class ExecutorScreen(EngineScreen):
         self._blocks: list[Any] = []
         self._blocks_key: list[tuple[str, ...]] | None = None
         self._status_lines = 2
+        self._narrow: bool | None = None
+        """Whether the decisions show their narrow column set (see ``NARROW_DECISION_COLUMNS``); ``None`` before the
+        first fill."""
 
     def compose(self) -> ComposeResult:
         yield ViewBar(self.view_name, "executor")
@@ -68,8 +81,7 @@ class ExecutorScreen(EngineScreen):
         yield KeyHints()
 
     def on_mount(self) -> None:
-        self.query_one("#blocks", DataTable).add_columns("IP", "EXPIRES IN", "BACKEND", "ASKED BY", "REASON")
-        self.query_one("#decisions", DataTable).add_columns(*DECISION_COLUMNS)
+        self.query_one("#blocks", DataTable).add_columns("IP", "EXPIRES IN", "ASKED BY", "REASON")
         banner = self.query_one("#exec-banner", StatusLine)
         dry = bool(getattr(self.engine.firewall, "dry_run", False))
         banner.display = dry
@@ -99,8 +111,9 @@ class ExecutorScreen(EngineScreen):
     def _show_blocks(self) -> None:
         """Active blocks with their countdown (re-read every second; the table is rebuilt only on change)."""
         now = self.clock()
+        names = self.engine.peer_names()
         self._blocks = self.engine.store.active_blocks()[:HISTORY_ROWS]
-        rows = [block_row(block, now) for block in self._blocks]
+        rows = [block_row(block, now, names.get(block.sender)) for block in self._blocks]
         key = [tuple(str(cell) for cell in row) for row in rows]
         if key == self._blocks_key:
             return
@@ -109,19 +122,33 @@ class ExecutorScreen(EngineScreen):
         table.clear()
         for row in rows:
             table.add_row(*row)
-        self.query_one("#blocks-title", StatusLine).show(Text(f"Active blocks ({len(self._blocks)})"))
+        self.query_one("#blocks-title", StatusLine).show(Text(f"Active blocks ({len(self._blocks)}) — b to unblock"
+                                                              f"/extend"))
         if not self._blocks:
-            table.add_row(Text("none", style="dim"), "", "", "", "")
+            table.add_row(Text("none", style="dim"), "", "", "")
+
+    def on_resize(self) -> None:
+        if (self.app.size.width < NARROW_BELOW) != self._narrow:
+            self._show_decisions()
 
     def _show_decisions(self) -> None:
         table = self.query_one("#decisions", DataTable)
+        narrow = self.app.size.width < NARROW_BELOW
+        if narrow != self._narrow:  # the column set follows the width (see NARROW_DECISION_COLUMNS)
+            self._narrow = narrow
+            table.clear(columns=True)
+            table.add_columns(*(NARROW_DECISION_COLUMNS if narrow else DECISION_COLUMNS))
         cursor = table.cursor_row
+        chosen = decision_key(self.decisions[cursor]) if 0 < cursor < len(self.decisions) else None
         table.clear()
         self.decisions = self.engine.store.history(HISTORY_ROWS)
+        names = self.engine.peer_names()
         for row in self.decisions:
-            table.add_row(*decision_row(row))
-        if self.decisions and cursor > 0:
-            table.move_cursor(row=min(cursor, len(self.decisions) - 1), animate=False)
+            table.add_row(*decision_row(row, names, narrow=narrow))
+        if chosen is not None:  # the cursor stays on the decision chosen, not on its row number, as new ones arrive
+            keys = [decision_key(row) for row in self.decisions]
+            table.move_cursor(row=keys.index(chosen) if chosen in keys else min(cursor, len(keys) - 1),
+                              animate=False)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -133,4 +160,11 @@ class ExecutorScreen(EngineScreen):
             self.notify("No decision selected.", severity="warning", timeout=3)
             return
         row = self.decisions[table.cursor_row]
-        self.app.push_screen(EventDetailScreen("Decision", decision_detail(row)))
+        self.app.push_screen(EventDetailScreen("Decision", decision_detail(row, self.engine.peer_names())))
+
+    def action_blocks(self) -> None:
+        """The blocks view: every active block, with unblock and extend."""
+        from .blocks import BlocksScreen
+
+        self.app.push_screen(BlocksScreen(self.engine, view_name=self.view_name))
+

@@ -14,6 +14,7 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.timer import Timer
 from textual.widgets import Input
 
 from pilot_tui.engines.orchestrator import OrchestratorEngine
@@ -22,21 +23,36 @@ from pilot_tui.store import feed
 from pilot_tui.store.events import StoredEvent
 
 from ..feedquery import FeedWindow
-from ..filters import ViewFilter, parse_query
+from ..filters import FIELDS, FilterError, ViewFilter, parse_query
 from ..messages import EngineUpdates, FeedCursorMoved, FeedRowChosen
 from ..widgets.event_detail import EventDetail
 from ..widgets.feed_table import FeedTable
 from ..widgets.key_hints import KeyHints
 from ..widgets.orchestrator_panels import StatsStrip, status_text
+from ..widgets.receiver_banner import ReceiverBanner
 from ..widgets.status_line import StatusLine
 from ..widgets.view_bar import ViewBar
 from .base import EngineScreen
 from .triage import TriageActions
 
+FILTER_DEBOUNCE_S = 0.12
+"""The filter applies this long after the last key typed in the ``/`` box (one query per pause, not per key)."""
+
 STATS_EVERY_S = 2.0
 """Top sources and the per-minute sparkline are aggregate queries: refreshed at most this often."""
 
 TRIAGE_KINDS = frozenset({"TriageChanged", "MitigationUpdate"})
+
+
+class FilterInput(Input):
+    """The ``/`` box. It takes every printable key, so the footer would otherwise be empty while typing: it says
+    how to leave instead."""
+
+    HELP_SECTION = "Filter box"
+    BINDINGS = [
+        Binding("enter", "submit", "Keep filter"),
+        Binding("escape", "screen.back", "Cancel"),
+    ]
 
 
 def stats_query(conn: Any, now: float) -> tuple[list[tuple[str, int]], list[int]]:
@@ -51,17 +67,8 @@ class FeedScreen(TriageActions, EngineScreen):
     ENGINES = ("orchestrator",)
     HELP_SECTION = "Threat feed"
 
+    # The feed's keys (/ s h a f o m i t x F S c C) are the table's: see FeedTable.BINDINGS.
     BINDINGS = [
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "severity", "Min severity", show=False),
-        Binding("h", "hide_handled", "Hide handled", show=False),
-        Binding("a", "acknowledge", "Ack"),
-        Binding("f", "false_positive", "False positive", show=False),
-        Binding("o", "reopen", "Reopen", show=False),
-        Binding("m", "mitigate", "Mitigate"),
-        Binding("i", "incidents", "Incidents"),
-        Binding("t", "sensors", "Trust"),
-        Binding("x", "quarantine", "Quarantine payloads", show=False),
         Binding("escape", "back", "Close / clear", show=False),
     ]
 
@@ -75,6 +82,8 @@ class FeedScreen(TriageActions, EngineScreen):
         self._stats_at = 0.0
         self._stats_dirty = True
         self._quarantined = engine.store.quarantine_count()
+        self._filter_before: ViewFilter | None = None
+        self._filter_timer: Timer | None = None
 
     # -- layout ------------------------------------------------------------------------------------------------
 
@@ -82,8 +91,9 @@ class FeedScreen(TriageActions, EngineScreen):
         follow = self.engine.config.follow
         yield ViewBar("feed", f"following {follow}" if follow else "orchestrator")
         yield StatusLine(id="feed-status", classes="status-lines")
-        yield Input(placeholder="filter: ip:203.0.113.7 anomaly:brute sensor:web sev:high or any text — "
-                                "Enter applies, Esc cancels", id="filter-input", max_length=200)
+        yield ReceiverBanner(self.engine, id="feed-receiver-banner")
+        yield FilterInput(placeholder=f"filter ({FIELDS} or any text) — applies as you type; Enter keeps, Esc "
+                                      "cancels", id="filter-input", max_length=200)
         with Horizontal(id="feed-main"):
             yield FeedTable(self.window, id="feed-table")
             yield EventDetail(id="feed-detail")
@@ -167,25 +177,71 @@ class FeedScreen(TriageActions, EngineScreen):
 
     def action_filter(self) -> None:
         box = self.query_one("#filter-input", Input)
+        if not box.display:
+            self._filter_before = self.window.filter
         box.value = self.window.filter.query()
+        self._show_filter_error(box, "")
         box.display = True
         box.focus()
+
+    def _typed_filter(self, box: Input) -> ViewFilter | None:
+        """The filter the box holds, or ``None`` (and the reason shown under the box) when it is not valid."""
+        base = self._filter_before or self.window.filter
+        try:
+            flt = parse_query(box.value, base)
+        except FilterError as exc:
+            self._show_filter_error(box, str(exc))
+            return None
+        self._show_filter_error(box, "")
+        return flt
+
+    def _show_filter_error(self, box: Input, error: str) -> None:
+        box.border_subtitle = error
+        box.set_class(bool(error), "-invalid")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Apply the filter while the analyst types, once typing pauses (debounced)."""
+        if event.input.id != "filter-input" or not event.input.display:
+            return
+        event.stop()
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DEBOUNCE_S, self._apply_typed)
+
+    def _apply_typed(self) -> None:
+        self._filter_timer = None
+        box = self.query_one("#filter-input", Input)
+        if not box.display:
+            return
+        flt = self._typed_filter(box)
+        if flt is not None and flt != self.window.filter:
+            self.apply_filter(flt)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "filter-input":
             return
         event.stop()
-        self.apply_filter(parse_query(event.value, self.window.filter))
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        flt = self._typed_filter(event.input)
+        if flt is None:
+            return  # the error stays shown under the box; nothing is applied
+        if flt != self.window.filter:
+            self.apply_filter(flt)
+        self._filter_before = None
         event.input.display = False
         self.table.focus()
 
     def apply_filter(self, flt: ViewFilter) -> None:
         """Show only events matching ``flt`` (cursor back to the newest).
 
-        A free-text filter has to look into every stored event to count its matches (~0.1 s at 50k): the first
-        rows show at once and the count arrives from a worker thread.
+        A substring filter (free text, ``anomaly:``, ``sensor:``, part of an address) has to look into every stored
+        event to count its matches (~0.1 s at 50k): the first rows show at once and the count arrives from a worker
+        thread — the filter applies while the analyst types, so this must stay quick.
         """
-        self.window.set_filter(flt, defer_count=bool(flt.text))
+        scans = bool(flt.text or flt.anomaly or flt.sensor or flt.ip_part)  # substring tests: no index helps
+        self.window.set_filter(flt, defer_count=scans)
         self.table.reload(reset=True)
         self._show_status()
         if self.window.counting:
@@ -211,7 +267,13 @@ class FeedScreen(TriageActions, EngineScreen):
     def action_back(self) -> None:
         box = self.query_one("#filter-input", Input)
         if box.display:
+            if self._filter_timer is not None:
+                self._filter_timer.stop()
+                self._filter_timer = None
             box.display = False
+            if self._filter_before is not None and self._filter_before != self.window.filter:
+                self.apply_filter(self._filter_before)  # Esc cancels what was typed
+            self._filter_before = None
             self.table.focus()
         elif self.detail.display:
             self._toggle_detail(None)
@@ -221,7 +283,18 @@ class FeedScreen(TriageActions, EngineScreen):
     def filter_by_ip(self, ip: str | None) -> None:
         """Show one attacker's events (from the incidents view)."""
         if ip:
-            self.apply_filter(parse_query(f"ip:{ip}", self.window.filter))
+            flt = self.window.filter
+            self.apply_filter(replace(parse_query(f"ip:{ip}", flt), min_severity=flt.min_severity))
+
+    # the table's own keys, reachable from the command palette (which runs actions on the screen)
+    def action_follow(self) -> None:
+        self.table.action_follow()
+
+    def action_sort(self) -> None:
+        self.table.action_sort()
+
+    def action_copy(self, what: str) -> None:
+        self.table.action_copy(what)
 
     # -- secondary views -----------------------------------------------------------------------------------
 

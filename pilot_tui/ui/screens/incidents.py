@@ -15,9 +15,10 @@ from textual.widgets import DataTable, Static
 from pilot_tui.engines.orchestrator import OrchestratorEngine
 from pilot_tui.store import feed
 
-from ..format import fmt_hms, safe, severity_name, state_label, truncate
+from ..format import fmt_when, safe, severity_name, state_label, truncate
 from ..messages import EngineUpdates
 from ..widgets.key_hints import KeyHints
+from ..widgets.list_table import ListTable
 from ..widgets.view_bar import ViewBar
 from .base import SecondaryScreen
 from .dialogs import NoteDialog
@@ -53,13 +54,14 @@ class IncidentsScreen(SecondaryScreen):
     def compose(self) -> ComposeResult:
         yield ViewBar("feed", "incidents — one row per source IP")
         yield Static(id="incidents-summary", classes="summary", markup=False)
-        yield DataTable(id="incidents", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="incidents", zebra_stripes=True)
         yield KeyHints()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("LAST", "SOURCE IP", "MAX SEV", "EVENTS", "SENSORS", "OPEN", "STATE", "ANOMALIES",
-                          "SEEN BY", "HITS")
+        # what must never be cut first (address, severity, counts, state); received time, like the feed's
+        table.add_columns("SOURCE IP", "MAX SEV", "EVENTS", "OPEN", "STATE", "LAST RECEIVED", "SENSORS", "HITS",
+                          "ANOMALIES", "SEEN BY")
         self.query_one("#incidents-summary", Static).update(Text("loading…", style="dim italic"))
         self._dirty = True
         self._reload_if_changed()
@@ -90,29 +92,32 @@ class IncidentsScreen(SecondaryScreen):
         self.show(feed.incidents(self.engine.store.conn, INCIDENT_LIMIT))
 
     def show(self, rows: list[feed.Incident]) -> None:
-        """Fill the table with ``rows``, keeping the cursor's position."""
+        """Fill the table with ``rows``, keeping the selected *address* selected (incidents reorder as attackers
+        become active: a row number would point ``m`` at another attacker)."""
         table = self.query_one(DataTable)
         cursor = table.cursor_row
+        held = self._current_ip()
         table.clear()
         self._ips = [inc.source_ip for inc in rows]
         for inc in rows:
             mitigation = _mitigation(inc.mitigation)
             label, _ = state_label("new" if inc.open_events else "acknowledged", mitigation)
             table.add_row(
-                fmt_hms(inc.last_seen),
-                Text(truncate(safe(inc.source_ip), 24), style="bold"),
+                Text(safe(inc.source_ip), style="bold"),
                 Text(severity_name(inc.max_severity), style=SEV_STYLES[max(0, min(4, inc.max_severity))]),
                 f"{inc.events:,}",
-                Text(str(len(inc.sensors)), style="bold yellow" if len(inc.sensors) > 1 else ""),
                 f"{inc.open_events:,}",
                 label,
+                fmt_when(inc.last_seen, self.clock()),
+                Text(str(len(inc.sensors)), style="bold yellow" if len(inc.sensors) > 1 else ""),
+                f"{inc.total_count:,}",
                 Text(truncate(safe(", ".join(inc.anomalies)), 40)),
                 Text(truncate(safe(", ".join(inc.sensors)), 48)),
-                f"{inc.total_count:,}",
                 key=inc.source_ip,
             )
         if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+            row = self._ips.index(held) if held in self._ips else min(cursor, len(rows) - 1)
+            table.move_cursor(row=row, animate=False)
         total = sum(i.events for i in rows)
         multi = sum(1 for i in rows if len(i.sensors) > 1)
         self.query_one("#incidents-summary", Static).update(Text(
@@ -121,7 +126,7 @@ class IncidentsScreen(SecondaryScreen):
 
     def _current_ip(self) -> str | None:
         table = self.query_one(DataTable)
-        if not self._ips or table.cursor_row < 0:
+        if not self._ips or table.cursor_row < 0 or table.row_count == 0:
             return None
         return self._ips[min(table.cursor_row, len(self._ips) - 1)]
 

@@ -2,6 +2,9 @@
 
 State is read from the engine (``sender``, ``outbox``, ``source_stats()``, ``recent``) on the app's update tick and
 on a 1 s timer (ages, file offsets, rates); the send log is built from ``SendResult`` updates.
+
+The detections list follows new detections (newest selected, view at the top) until the analyst moves in it or
+presses ``F``; from then on the selected detection stays selected and the title counts the newer ones above.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..format import safe_text
 from ..messages import EngineUpdates
 from ..widgets.event_detail import detail_renderable
 from ..widgets.key_hints import KeyHints
+from ..widgets.list_table import ListTable
 from ..widgets.oracle_panels import detection_row, file_row, oracle_status_text, send_result_text
 from ..widgets.spark import Bars
 from ..widgets.status_line import StatusLine
@@ -52,6 +56,7 @@ class OracleScreen(EngineScreen):
         Binding("p", "toggle_pause", "Pause/resume"),
         Binding("r", "retry", "Retry now"),
         Binding("enter", "detail", "Event detail"),
+        Binding("F", "follow", "Follow"),
     ]
 
     def __init__(self, engine: OracleEngine, *, view_name: str = "oracle") -> None:
@@ -65,6 +70,10 @@ class OracleScreen(EngineScreen):
         self._files_key: list[tuple[str, ...]] | None = None
         self._detections_at = 0.0
         self._detections_dirty = False
+        self.following = True
+        """The detections list keeps the newest detection selected (``F`` toggles; moving in the list stops it)."""
+        self.new_above = 0
+        """Detections that arrived above the selected one since the list stopped following."""
 
     def compose(self) -> ComposeResult:
         yield ViewBar(self.view_name, "oracle")
@@ -74,8 +83,8 @@ class OracleScreen(EngineScreen):
             yield DataTable(id="files", cursor_type="none", show_cursor=False)
         with Horizontal(id="oracle-main"):
             with Vertical(id="oracle-left"):
-                yield Label("Detections (newest first) — Enter for detail", classes="panel-title")
-                yield DataTable(id="detections", cursor_type="row", zebra_stripes=True)
+                yield Label(self._detections_title(), id="detections-title", classes="panel-title", markup=False)
+                yield ListTable(id="detections", zebra_stripes=True)
             with Vertical(id="oracle-right"):
                 yield StatusLine(id="rate-label", classes="panel-title")
                 yield Bars(id="oracle-rate", classes="bars")
@@ -85,7 +94,7 @@ class OracleScreen(EngineScreen):
 
     def on_mount(self) -> None:
         self.query_one("#files", DataTable).add_columns("FILE", "SIZE", "OFFSET", "LINES/S", "ROT", "STATE")
-        self.query_one("#detections", DataTable).add_columns("TIME", "SEV", "ANOMALY", "SOURCE IP", "N")
+        self.query_one("#detections", DataTable).add_columns("EVENT TIME", "SEV", "SOURCE IP", "N", "ANOMALY")
         for update in self.pilot_app.history("oracle"):
             self._apply(update)
         self._show_files()
@@ -154,17 +163,49 @@ class OracleScreen(EngineScreen):
         if not rows:
             table.add_row(Text("no log sources", style="dim"), "", "", "", "", "")
 
+    def _detections_title(self) -> str:
+        state = "● live" if self.following else (f"{self.new_above:,} new ↑ (F follows)" if self.new_above
+                                                  else "not following (F follows)")
+        return f"Detections (newest first) · {state} · Enter for detail"
+
     def _show_detections(self) -> None:
         self._detections_at, self._detections_dirty = time.monotonic(), False
         table = self.query_one("#detections", DataTable)
-        keep = self._shown_ids[table.cursor_row] if 0 <= table.cursor_row < len(self._shown_ids) else None
+        old_row = table.cursor_row
+        keep = self._shown_ids[old_row] if 0 <= old_row < len(self._shown_ids) else None
+        old_scroll = table.scroll_y
         recent: list[ThreatEvent] = list(self.engine.recent)[-DETECTIONS_SHOWN:][::-1]
         self._shown_ids = [e.id for e in recent]
         table.clear()
         for event in recent:
-            table.add_row(*detection_row(event))
-        if keep in self._shown_ids and self._shown_ids.index(keep):
-            table.move_cursor(row=self._shown_ids.index(keep), animate=False)
+            table.add_row(*detection_row(event, self.clock()))
+        if self.following or keep not in self._shown_ids:
+            row = 0 if self.following else min(max(0, old_row), max(0, len(recent) - 1))
+            table.move_cursor(row=row, animate=False)
+            if self.following:
+                table.scroll_to(y=0, animate=False)
+        else:
+            row = self._shown_ids.index(keep)
+            delta = row - old_row
+            self.new_above += max(0, delta)
+            table.move_cursor(row=row, animate=False, scroll=False)
+            # the list does not move under the analyst: scroll by as many rows as landed above
+            self.call_after_refresh(table.scroll_to, y=max(0.0, old_scroll + delta), animate=False)
+        self.query_one("#detections-title", Label).update(self._detections_title())
+
+    def on_list_table_user_moved(self, message: ListTable.UserMoved) -> None:
+        if message.table.id != "detections":
+            return
+        if message.table.cursor_row == 0:
+            self.new_above = 0
+        if self.following:
+            self.following = False
+        self.query_one("#detections-title", Label).update(self._detections_title())
+
+    def action_follow(self) -> None:
+        self.following = not self.following
+        self.new_above = 0
+        self._show_detections()
 
     # -- intents -------------------------------------------------------------------------------------------
 
@@ -176,8 +217,7 @@ class OracleScreen(EngineScreen):
         self._show_status()
 
     def action_retry(self) -> None:
-        self.engine.sender.retry_now()
-        self.notify("retrying now", timeout=2)
+        self.notify(self.engine.sender.retry_now(), timeout=3, markup=False)  # sends, or says why not
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "detections":

@@ -22,6 +22,7 @@ from pilot_tui.engines.orchestrator import OrchestratorEngine
 
 from ..format import fmt_bytes, fmt_iso, safe, safe_text, truncate
 from ..widgets.key_hints import KeyHints
+from ..widgets.list_table import ListTable
 from ..widgets.view_bar import ViewBar
 from .base import SecondaryScreen
 
@@ -54,7 +55,7 @@ class QuarantineScreen(SecondaryScreen):
     def compose(self) -> ComposeResult:
         yield ViewBar("feed", "quarantine — refused payloads")
         yield Static(id="quarantine-summary", classes="summary", markup=False)
-        yield DataTable(id="quarantine", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="quarantine", zebra_stripes=True)
         with VerticalScroll(id="quarantine-sample"):
             yield Static(id="sample", markup=False)
         yield KeyHints()

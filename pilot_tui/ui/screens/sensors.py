@@ -16,9 +16,10 @@ from textual.widgets import DataTable, Label, Static
 
 from pilot_tui.engines.orchestrator import OrchestratorEngine
 
-from ..format import fmt_age, fmt_hms, safe, safe_text, truncate
+from ..format import fmt_age, fmt_when, safe, safe_text, truncate
 from ..messages import EngineUpdates
 from ..widgets.key_hints import KeyHints
+from ..widgets.list_table import ListTable
 from ..widgets.orchestrator_panels import receiver_lines
 from ..widgets.status_line import StatusLine
 from ..widgets.view_bar import ViewBar
@@ -61,7 +62,7 @@ class SensorsScreen(SecondaryScreen):
         yield DataTable(id="sensors", cursor_type="none", show_cursor=False, zebra_stripes=True)
         yield Label("Pending handshake requests — new nodes asking to be trusted", classes="panel-title section")
         yield Static(id="pending-status", classes="summary", markup=False)
-        yield DataTable(id="pending", cursor_type="row")
+        yield ListTable(id="pending")
         yield KeyHints()
 
     def on_mount(self) -> None:
@@ -120,16 +121,23 @@ class SensorsScreen(SecondaryScreen):
             )
 
     def show_pending(self) -> None:
+        """Fill the pending requests, keeping the selected node selected (``a`` must approve the node shown)."""
         table = self.query_one("#pending", DataTable)
+        held = None
+        if table.row_count and 0 <= table.cursor_row < table.row_count:
+            held = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         table.clear()
         for p in self.pending[:MAX_PENDING_ROWS]:
             asked = p.get("received_at")
             table.add_row(
                 Text(safe(p.get("node_id")), style="bold"),
-                fmt_hms(float(asked)) if isinstance(asked, (int, float)) else "—",
+                fmt_when(float(asked), self.clock()) if isinstance(asked, (int, float)) else "—",
                 Text(truncate(safe(p.get("justification") or ""), 80)),
                 key=str(p.get("node_id")),
             )
+        keys = [str(p.get("node_id")) for p in self.pending[:MAX_PENDING_ROWS]]
+        if held in keys:
+            table.move_cursor(row=keys.index(held), animate=False)
         status = self.query_one("#pending-status", Static)
         if self.pending_error:
             status.update(Text(f"could not list pending requests: {self.pending_error}", style="red"))

@@ -44,7 +44,7 @@ def detail_renderable(stored: StoredEvent | ThreatEvent, extra: list[tuple[str, 
         ("rule", safe_text(event.rule or "—")),
         ("user", safe_text(event.user or "—")),
         ("log", safe_text(event.log or "—")),
-        ("ts", safe_text(event.ts or "—")),
+        ("event time", safe_text(event.ts or "—")),  # the sensor's clock; "received" below is ours
         ("id", safe_text(event.id)),
         ("schema", safe_text(event.schema)),
     ]

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..format import fmt_hms, fmt_iso, fmt_remaining, safe, safe_text, truncate
+from ..format import fmt_hms, fmt_iso, fmt_remaining, fmt_when, safe, safe_text, truncate
 
 OUTCOME_STYLES = {"applied": "bold green", "already_applied": "green", "refused": "bold yellow",
                   "failed": "bold red", "expired": "cyan", "duplicate": "dim"}
@@ -59,16 +59,52 @@ def executor_status_text(state: Any, now: float) -> Text:
     return text
 
 
-def block_row(block: Any, now: float) -> tuple[Text, Text, str, Text, Text]:
-    """(IP, time left, backend, requester, reason) of one active block."""
+def peer_label(address: str, name: str | None) -> str:
+    """Who asked, as the operator knows them: the node's hostname when known (an ``--obey`` pin), else its Pilot
+    address (``operator`` for what was done at this console)."""
+    return safe(name or address)
+
+
+def block_row(block: Any, now: float, name: str | None = None) -> tuple[Text, Text, Text, Text]:
+    """(IP, time left, requester, reason) of one active block — the executor view's panel (the blocks view,
+    ``b``, has every column)."""
     left = block.expires_at - now
     return (
         Text(safe(block.ip), style="bold"),
         Text(fmt_remaining(left), style="yellow" if left < 300 else ""),
-        safe(block.backend),
-        Text(truncate(safe(block.sender), 20)),
+        Text(truncate(peer_label(block.sender, name), 26)),
         Text(truncate(safe(block.reason or "—"), 24)),
     )
+
+
+BLOCK_COLUMNS = ("ADDRESS", "STATE", "EXPIRES IN", "ASKED BY", "BACKEND", "UNTIL", "SINCE", "REASON")
+
+STATE_STYLES = {"in force": "green", "not applied": "bold yellow", "removal failed": "bold red"}
+
+
+def blocks_view_row(block: Any, state: str, name: str | None, now: float) -> tuple[Text, ...]:
+    """One row of the blocks view (:data:`BLOCK_COLUMNS`): the address is never cut; the reason goes last."""
+    left = block.expires_at - now
+    return (
+        Text(safe(block.ip), style="bold"),
+        Text(state, style=STATE_STYLES.get(state, "")),
+        Text(fmt_remaining(left), style="yellow" if left < 300 else ""),
+        Text(truncate(peer_label(block.sender, name), 26)),
+        Text(safe(block.backend)),
+        Text(fmt_when(block.expires_at, now)),
+        Text(fmt_when(block.created_at, now)),
+        Text(truncate(safe(block.reason or "—"), 24)),
+    )
+
+
+def blocks_summary(blocks: list[Any], backend: str, dry_run: bool) -> Text:
+    """The line above the blocks list: how many, with which backend, and what ``in force`` means in dry-run."""
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append(f"{len(blocks)} active block{'s' if len(blocks) != 1 else ''}", style="bold")
+    text.append(f" · backend {safe(backend)}")
+    if dry_run:
+        text.append(" · DRY-RUN: nothing is in the kernel, \"in force\" means on record", style="bold yellow")
+    return text
 
 
 def outcome(row: Mapping[str, Any]) -> str:
@@ -76,29 +112,43 @@ def outcome(row: Mapping[str, Any]) -> str:
     return "duplicate" if row.get("kind") == "duplicate" else str(row.get("status") or "?")
 
 
-DECISION_COLUMNS = ("TIME", "OUTCOME", "IP", "DETAIL", "ACTION", "FROM")
+DECISION_COLUMNS = ("TIME", "OUTCOME", "IP", "FROM", "DETAIL")
+"""The detail goes last: it is the one cell that may be cut (Enter shows it whole, with the action and commands)."""
+
+NARROW_DECISION_COLUMNS = ("TIME", "OUTCOME", "IP", "DETAIL")
+"""Below 120 columns FROM is dropped so the detail (the reason) stays readable: a refusal of a stranger names the
+sender in its detail, and everything else comes from the node the status line names under "obeys"."""
 
 
-def decision_row(row: Mapping[str, Any]) -> tuple[str, Text, Text, Text, str, Text]:
-    """One decision as (time, outcome, IP, detail, action, sender) — the columns of :data:`DECISION_COLUMNS`."""
+def decision_row(row: Mapping[str, Any], names: Mapping[str, str] | None = None, *, narrow: bool = False
+                 ) -> tuple[str | Text, ...]:
+    """One decision as (time, outcome, IP, sender, detail) — the columns of :data:`DECISION_COLUMNS` (without the
+    sender when ``narrow``); ``names`` maps a sender's Pilot address to its hostname (the ``--obey`` pins)."""
     label = outcome(row)
-    return (
+    sender = str(row.get("sender") or "—")
+    cells: list[str | Text] = [
         fmt_hms(row.get("at")),
         Text(label.replace("already_applied", "already"), style=OUTCOME_STYLES.get(label, "")),
         Text(safe(row.get("ip") or "—"), style="bold"),
-        Text(truncate(safe(row.get("detail") or ""), 60)),
-        safe(row.get("action") or "—"),
-        Text(truncate(safe(row.get("sender") or "—"), 18)),
-    )
+        Text(truncate(peer_label(sender, (names or {}).get(sender)), 26)),
+        Text(truncate(safe(row.get("detail") or ""), 90)),
+    ]
+    if narrow:
+        del cells[3]
+    return tuple(cells)
 
 
-def decision_detail(row: Mapping[str, Any]) -> RenderableType:
-    """Every field of a decision, including the argv of each command run (or that would run in dry-run)."""
+def decision_detail(row: Mapping[str, Any], names: Mapping[str, str] | None = None) -> RenderableType:
+    """Every field of a decision, including the argv of each command run (or that would run in dry-run); the
+    sender with its hostname when known."""
     grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(ratio=1, overflow="fold")
     for key in ("kind", "status", "action", "ip", "sender", "request_id", "message_id", "detail"):
-        grid.add_row(key, safe_text(row.get(key) or "—"))
+        value = row.get(key) or "—"
+        if key == "sender" and (names or {}).get(str(value)):
+            value = f"{(names or {})[str(value)]} ({value})"
+        grid.add_row(key, safe_text(value))
     grid.add_row("at", safe_text(fmt_iso(row.get("at"))))
     parts: list[RenderableType] = [grid, Text(""), Text("commands", style="bold underline")]
     argv = row.get("argv") or []

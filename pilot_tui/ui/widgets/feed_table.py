@@ -3,13 +3,21 @@
 Only the rows on screen are fetched and rendered; the scrollable height is the number of matching events. A plain
 ``DataTable`` needs seconds to take 50,000 rows and slows down with every row added, so it is not used here.
 
-The first line is a fixed header. The cursor stays on the same event while new ones arrive on top, unless it is on
-the newest row with the view scrolled to the top — then the table follows the live feed.
+The first line is a fixed header. The selection is an *event*, not a row number: whatever arrives, the highlighted
+event (and the detail pane showing it, and what ``a``/``m`` act on) stays the one the analyst chose. Following the
+live feed is an explicit mode (``F``, like ``less +F``): while following, the newest event is selected and the view
+sticks to the top; otherwise nothing moves and the header counts the events that arrived above the view.
+
+The feed's keys live here, with the table, so every screen that shows the feed answers all of them: a key whose
+action the host screen lacks (the demo layout has no filter box) runs it on the threat feed view instead.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.style import Style
 from rich.text import Text
@@ -23,8 +31,8 @@ from textual.strip import Strip
 
 from pilot_tui.store.events import StoredEvent
 
-from ..feedquery import FeedWindow
-from ..format import safe, severity_name, state_label, truncate, ts_hms
+from ..feedquery import SORTS, FeedWindow
+from ..format import fmt_when, safe, severity_name, state_label, truncate
 from ..messages import FeedCursorMoved, FeedRowChosen
 
 
@@ -39,24 +47,33 @@ class Column:
 
 
 COMPACT_BELOW = 100
-"""Narrower tables abbreviate severities (``CRIT``) and the state column."""
+"""Narrower tables abbreviate severities (``CRIT``), dates (``Nov 24``) and the state column."""
 
-NO_COUNT_BELOW = 72
-"""Narrower tables drop the count column."""
+NO_SENSOR_BELOW = 24
+"""When fewer cells than this are left for anomaly and sensor, the sensor column goes (the detail pane has it)."""
+
+IP_MIN, IP_MAX = 15, 39
+"""The source column is as wide as the longest address on screen, within these bounds (39: a full IPv6)."""
 
 SEVERITY_ABBREV = ("INFO", "LOW", "MED", "HIGH", "CRIT")
 
 
-def layout_columns(width: int) -> list[Column]:
-    """Column widths for a table ``width`` cells wide: fixed columns first, anomaly and sensor share the rest."""
+def layout_columns(width: int, ip_width: int = IP_MIN) -> list[Column]:
+    """Column widths for a table ``width`` cells wide whose longest address on screen is ``ip_width`` long.
+
+    Addresses, severities, counts and states are never cut: their columns are sized first; anomaly and sensor share
+    what is left, and the sensor column is dropped when that is too little.
+    """
     compact = width < COMPACT_BELOW
-    ip = 24 if width >= 120 else 15
-    fixed = [Column("time", "TIME", 8), Column("sev", "SEV" if compact else "SEVERITY", 4 if compact else 8),
+    ip = max(IP_MIN, min(IP_MAX, ip_width), 0 if compact else 24)
+    fixed = [Column("time", "RECEIVED", 8 if compact else 11), Column("sev", "SEV" if compact else "SEVERITY",
+                                                                      4 if compact else 8),
              Column("ip", "SOURCE IP", ip)]
-    tail = [Column("count", "COUNT", 5, right=True)] if width >= NO_COUNT_BELOW else []
-    tail.append(Column("state", "STATE", 10 if compact else 12))
+    tail = [Column("count", "COUNT", 6, right=True), Column("state", "STATE", 10 if compact else 12)]
     used = sum(c.width for c in fixed + tail) + len(fixed) + len(tail)  # one-cell gaps between columns
-    spare = max(12, width - used)
+    spare = max(6, width - used)
+    if spare < NO_SENSOR_BELOW:
+        return [*fixed, Column("anomaly", "ANOMALY", spare), *tail]
     sensor = max(6, min(20, spare // 2))
     return [*fixed, Column("anomaly", "ANOMALY", spare - sensor - 1), Column("sensor", "SENSOR", sensor), *tail]
 
@@ -65,12 +82,26 @@ SEVERITY_CLASSES = tuple(f"feed-table--sev-{name}" for name in ("info", "low", "
 STATE_CLASSES = tuple(f"feed-table--state-{k}" for k in ("new", "handled", "mitigated", "pending", "bad"))
 
 
+def feed_binding(key: str, action: str, description: str, *, show: bool = True) -> Binding:
+    """A feed key that runs ``action`` on the screen showing the table (or on the threat feed view)."""
+    return Binding(key, f"feed('{action}')", description, show=show)
+
+
+def copy_dir(conn: object) -> Path | None:
+    """The state directory of the store behind ``conn`` (where copies are written as files too)."""
+    try:
+        row = conn.execute("PRAGMA database_list").fetchone()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a closed or in-memory store simply has no directory
+        return None
+    return Path(row[2]).parent if row and row[2] else None
+
+
 class FeedTable(ScrollView, can_focus=True):
-    """Virtual, newest-first table of stored events. Call :meth:`reload` after the store changed."""
+    """Virtual table of stored events (newest first unless sorted). Call :meth:`reload` after the store changed."""
 
-    HELP_SECTION = "Feed table"
+    HELP_SECTION = "Threat feed"
 
-    COMPONENT_CLASSES = {"feed-table--header", "feed-table--cursor", "feed-table--handled",
+    COMPONENT_CLASSES = {"feed-table--header", "feed-table--cursor", "feed-table--handled", "feed-table--marker",
                          *SEVERITY_CLASSES, *STATE_CLASSES}
 
     BINDINGS = [
@@ -78,17 +109,36 @@ class FeedTable(ScrollView, can_focus=True):
         Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,g", "jump(0)", "Newest", show=False),
-        Binding("end,G", "jump(-1)", "Oldest", show=False),
+        Binding("home,g", "jump(0)", "First row", show=False),
+        Binding("end,G", "jump(-1)", "Last row", show=False),
         Binding("enter", "choose", "Detail"),
+        feed_binding("slash", "filter", "Filter"),
+        feed_binding("a", "acknowledge", "Ack"),
+        feed_binding("m", "mitigate", "Mitigate"),
+        Binding("F", "follow", "Follow"),
+        feed_binding("i", "incidents", "Incidents"),
+        feed_binding("s", "severity", "Min severity"),
+        feed_binding("h", "hide_handled", "Hide handled"),
+        Binding("S", "sort", "Sort"),
+        feed_binding("t", "sensors", "Trust"),
+        feed_binding("x", "quarantine", "Quarantine"),
+        feed_binding("f", "false_positive", "False positive"),
+        feed_binding("o", "reopen", "Reopen"),
+        Binding("c", "copy('address')", "Copy IP"),
+        Binding("C", "copy('event')", "Copy JSON"),
     ]
 
     def __init__(self, window: FeedWindow, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.window = window
         self.cursor = 0
-        """Index of the highlighted event (0 = newest matching)."""
+        """Index of the highlighted event (0 = first row)."""
+        self.following = True
+        """Follow mode: the newest event stays selected and the view at the top (``F`` toggles)."""
+        self.new_above = 0
+        """Events that arrived above the view since it stopped following (the header's "N new ↑")."""
         self._cursor_rowid: int | None = None
+        self._ip_width = IP_MIN
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(1024)
         self._styles: dict[str, Style] = {}
 
@@ -99,32 +149,44 @@ class FeedTable(ScrollView, can_focus=True):
         """The event under the cursor."""
         return self.window.row(self.cursor)
 
-    def reload(self, *, added_on_top: int = 0, reset: bool = False) -> None:
-        """Take the window's new state: keep the cursor's event in place (or go to the top when ``reset``).
+    def _now(self) -> float:
+        clock = getattr(self.app, "clock", None)
+        return clock() if callable(clock) else time.time()
 
-        Rendered lines are cached by event (rowid, triage state, cursor, width), so rows that merely moved down
+    def reload(self, *, added_on_top: int = 0, reset: bool = False) -> None:
+        """Take the window's new state: keep the selected event selected (or go to the top when ``reset``).
+
+        Not following, the view keeps its place on screen too: when rows land above, it scrolls by as many rows.
+        Rendered lines are cached by event (rowid, triage state, cursor, width, layout), so rows that merely moved
         are not rendered again.
         """
         before = self._cursor_rowid
-        following = self.cursor == 0 and round(self.scroll_y) == 0
-        if reset:
-            self.cursor = 0
-        elif added_on_top and not following:
-            self.cursor += added_on_top
-            self.scroll_to(y=self.scroll_y + added_on_top, animate=False, immediate=True)
-        if not reset and before is not None and not following:
-            current = self.window.row(self.cursor)
-            if current is None or current.rowid != before:
-                found = self.window.index_of(before, self.cursor)
-                if found is not None:
-                    self.cursor = found
-        self.cursor = max(0, min(self.cursor, self.window.total - 1))
         self._update_virtual_size()
-        if reset:
+        if reset or self.following or before is None:
+            self.cursor = 0
+            self.new_above = 0
             self.scroll_to(y=0, animate=False, immediate=True)
+        else:
+            found = self._find(before, added_on_top)
+            if found is not None and found != self.cursor:
+                delta = found - self.cursor
+                self.cursor = found
+                self.scroll_to(y=max(0, round(self.scroll_y) + delta), animate=False, immediate=True)
+                self.new_above += max(0, delta)
+        self.cursor = max(0, min(self.cursor, self.window.total - 1))
+        self.new_above = min(self.new_above, round(self.scroll_y))
         self._scroll_cursor_into_view()
+        self._fit_columns()
         self.refresh()
         self._announce()
+
+    def _find(self, rowid: int, added_on_top: int) -> int | None:
+        """Where the selected event is now: one row check when events only landed on top, else one count."""
+        if self.window.arrival_order:
+            guess = self.window.row(self.cursor + added_on_top)
+            if guess is not None and guess.rowid == rowid:
+                return self.cursor + added_on_top
+        return self.window.position_of(rowid)
 
     def _update_virtual_size(self) -> None:
         """Scrollable height = matching events + the header.
@@ -157,6 +219,25 @@ class FeedTable(ScrollView, can_focus=True):
             self._cursor_rowid = rowid
             self.post_message(FeedCursorMoved(current))
 
+    def _fit_columns(self) -> None:
+        """Size the source column to the longest address on screen (so no address is ever cut)."""
+        top = round(self.scroll_y)
+        rows = (self.window.row(i) for i in range(top, min(self.window.total, top + self.page_rows)))
+        width = max((len(safe(r.event.source_ip)) for r in rows if r is not None), default=IP_MIN)
+        if width != self._ip_width:
+            self._ip_width = width
+            self._lines.clear()
+            self.refresh()
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if self.following and round(new) > 0:
+            self._set_following(False)  # only the analyst scrolls a following view away from the top
+        if round(new) < self.new_above:
+            self.new_above = round(new)
+            self.refresh_line(0)
+        self._fit_columns()
+
     # -- navigation ------------------------------------------------------------------------------------------
 
     @property
@@ -165,7 +246,8 @@ class FeedTable(ScrollView, can_focus=True):
         return max(1, self.scrollable_content_region.height - 1)
 
     def move_to(self, index: int) -> None:
-        """Put the cursor on ``index`` (clamped) and scroll it into view."""
+        """Put the cursor on ``index`` (clamped) and scroll it into view; the analyst chose: stop following."""
+        self._set_following(False)
         old = self.cursor
         self.cursor = max(0, min(index, self.window.total - 1))
         if old != self.cursor:
@@ -173,6 +255,11 @@ class FeedTable(ScrollView, can_focus=True):
             self._refresh_row(self.cursor)
         self._scroll_cursor_into_view()
         self._announce()
+
+    def _set_following(self, on: bool) -> None:
+        if on != self.following:
+            self.following = on
+            self.refresh_line(0)
 
     def _refresh_row(self, index: int) -> None:
         y = index - round(self.scroll_y) + 1
@@ -195,10 +282,72 @@ class FeedTable(ScrollView, can_focus=True):
     def action_jump(self, where: int) -> None:
         self.move_to(0 if where == 0 else self.window.total - 1)
 
+    def action_follow(self) -> None:
+        """Toggle follow mode; turning it on selects the newest event."""
+        following = not self.following
+        if following:
+            self.following = True
+            self.reload(reset=True)
+        else:
+            self._set_following(False)
+        self.notify("following new events" if following else "not following: the selection stays put",
+                    timeout=2)
+
+    def action_sort(self) -> None:
+        """Cycle the order (received → severity → count → source); the selected event stays selected."""
+        index = next(i for i, sort in enumerate(SORTS) if sort is self.window.sort)
+        sort = SORTS[(index + 1) % len(SORTS)]
+        self.window.set_sort(sort.key)
+        held = self._cursor_rowid
+        if not self.following and held is not None:
+            found = self.window.position_of(held)
+            if found is not None:
+                self.cursor = found
+        self._lines.clear()
+        self.reload(reset=self.following)
+        self.notify(f"sorted by {sort.label}", timeout=2)
+
     def action_choose(self) -> None:
         current = self.current
         if current is not None:
+            self._set_following(False)
             self.post_message(FeedRowChosen(current))
+
+    async def action_feed(self, action: str) -> None:
+        """Run a feed key: on the host screen when it has the action, else on the threat feed view."""
+        screen = self.screen
+        if callable(getattr(screen, f"action_{action}", None)):
+            await screen.run_action(action)
+            return
+        run_view_action = getattr(self.app, "run_view_action", None)
+        if callable(run_view_action):
+            run_view_action("feed", action)
+
+    def action_copy(self, what: str) -> None:
+        """Copy the selected event's address or its JSON: to the terminal clipboard (OSC 52, where the terminal
+        allows it) and to a file in the state directory, whose path is shown (for terminals that do not)."""
+        current = self.current
+        if current is None:
+            self.notify("No event selected.", severity="warning", timeout=3)
+            return
+        if what == "address":
+            text, name, label = current.event.source_ip, "copied-address.txt", safe(current.event.source_ip)
+        else:
+            text, name = current.event.to_json().decode(), "copied-event.json"
+            label = f"event {safe(current.event.id)[:24]}"
+        self.app.copy_to_clipboard(text)
+        where = ""
+        folder = copy_dir(self.window.conn)
+        if folder is not None:
+            path = folder / name
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    out.write(text + "\n")
+                where = f" · also in {path}"
+            except OSError as exc:
+                where = f" · file not written: {exc.strerror or exc}"
+        self.notify(f"copied {label} (terminal clipboard){where}", timeout=6, markup=False)
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
@@ -213,6 +362,7 @@ class FeedTable(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._lines.clear()
         self._update_virtual_size()
+        self._fit_columns()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -238,20 +388,39 @@ class FeedTable(ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         is_cursor = index == self.cursor
         status = stored.mitigation.get("status") if stored.mitigation else None
-        key = (stored.rowid, stored.state, status, is_cursor, width)
+        key = (stored.rowid, stored.state, status, is_cursor, width, self._ip_width)
         strip = self._lines.get(key)
         if strip is None:
             strip = self._row_strip(stored, is_cursor, width)
             self._lines[key] = strip
         return strip
 
+    def marker(self) -> str:
+        """What the header says about following: ``● live``, ``12 new ↑`` or nothing."""
+        if self.following:
+            return "● live"
+        return f"{self.new_above:,} new ↑" if self.new_above else ""
+
     def _header(self, width: int) -> Strip:
         style = self._style("feed-table--header")
         text = Text(style=style, no_wrap=True, end="")
-        for i, col in enumerate(layout_columns(width)):
+        sort = self.window.sort
+        sorted_col = {"severity": "sev", "count": "count", "source": "ip"}.get(sort.key)
+        marker = self.marker()
+        for i, col in enumerate(layout_columns(width, self._ip_width)):
             if i:
                 text.append(" ")
-            text.append(col.title.rjust(col.width) if col.right else col.title.ljust(col.width))
+            title = col.title
+            if col.key == sorted_col:
+                arrow = "▼" if sort.descending else "▲"
+                title = (title if len(title) < col.width else title[: col.width - 1]) + arrow
+            if col.key == "anomaly" and marker:
+                shown = truncate(marker, col.width)
+                room = col.width - len(shown)
+                text.append((title + " " if len(title) < room else "").ljust(room))
+                text.append(shown, self._style("feed-table--marker"))
+                continue
+            text.append(title.rjust(col.width) if col.right else title.ljust(col.width))
         return self._to_strip(text, width, style)
 
     def _row_strip(self, stored: StoredEvent, is_cursor: bool, width: int) -> Strip:
@@ -266,7 +435,7 @@ class FeedTable(ScrollView, can_focus=True):
         compact = width < COMPACT_BELOW
         sev = SEVERITY_ABBREV[event.severity_rank] if compact else severity_name(event.severity_rank)
         cells = {
-            "time": (ts_hms(event.ts), None),
+            "time": (fmt_when(stored.received_at, self._now(), narrow=compact), None),
             "sev": (sev, SEVERITY_CLASSES[event.severity_rank]),
             "ip": (safe(event.source_ip), None),
             "anomaly": (safe(event.anomaly), None),
@@ -275,7 +444,7 @@ class FeedTable(ScrollView, can_focus=True):
             "state": (label, f"feed-table--state-{state_kind}"),
         }
         text = Text(style=base, no_wrap=True, end="")
-        for i, col in enumerate(layout_columns(width)):
+        for i, col in enumerate(layout_columns(width, self._ip_width)):
             if i:
                 text.append(" ")
             value, style_name = cells[col.key]

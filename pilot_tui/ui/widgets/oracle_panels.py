@@ -13,7 +13,7 @@ from rich.text import Text
 from pilot_tui.engines.updates import SendResult
 from pilot_tui.model import ThreatEvent
 
-from ..format import fmt_age, fmt_bytes, fmt_hms, safe, truncate, ts_hms
+from ..format import fmt_age, fmt_bytes, fmt_hms, safe, truncate, ts_hms, ts_when
 
 PEER_STYLES = {"reachable": "bold green", "unknown": "dim", "unreachable": "bold red", "no-trust": "bold yellow",
                "daemon-down": "bold red", "stalled": "bold yellow"}
@@ -101,12 +101,13 @@ def file_row(stats: Any) -> tuple[Text, str, str, str, str, Text]:
 SEV_STYLES = ("dim", "cyan", "yellow", "bold dark_orange", "bold red")
 
 
-def detection_row(event: ThreatEvent) -> tuple[str, Text, Text, Text, str]:
-    """(time, severity, anomaly, source IP, count) of one detection."""
+def detection_row(event: ThreatEvent, now: float | None = None) -> tuple[str, Text, Text, str, Text]:
+    """(event time, severity, source IP, count, anomaly) of one detection: what must never be cut comes first,
+    the anomaly name (the one that may be cut) last. The date shows when the event is not from today."""
     return (
-        ts_hms(event.ts),
+        ts_when(event.ts, now) if now is not None else ts_hms(event.ts),
         Text(event.severity, style=SEV_STYLES[event.severity_rank]),
-        Text(safe(event.anomaly)),
         Text(safe(event.source_ip), style="bold"),
         str(event.count or ""),
+        Text(safe(event.anomaly), no_wrap=True, overflow="ellipsis"),
     )

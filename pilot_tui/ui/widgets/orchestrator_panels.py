@@ -85,17 +85,18 @@ def status_text(*, receivers: Mapping[str, Any], total: int, shown: int, quarant
 
 
 def top_sources_text(rows: Sequence[tuple[str, int]], limit: int = 5) -> Text:
-    """Top source IPs with their event counts, one per line, counts aligned."""
+    """Top source IPs with their event counts, one per line: the count first (right-aligned), so a long IPv6
+    address in a narrow box can only push its own end off the line, never the count."""
     if not rows:
         return Text("no events yet", style="dim")
     shown = [(safe(ip), f"{n:,}") for ip, n in rows[:limit]]
-    width = max(len(ip) for ip, _ in shown)
+    width = max(len(n) for _, n in shown)
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     for i, (ip, n) in enumerate(shown):
         if i:
             text.append("\n")
-        text.append(ip.ljust(width + 1))
-        text.append(n.rjust(7), style="bold")
+        text.append(n.rjust(width), style="bold")
+        text.append(f"  {ip}")
     return text
 
 
