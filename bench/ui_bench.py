@@ -32,16 +32,18 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # ui_sample: the tests' deterministic sample data, not shipped in the package
 
 from textual import events  # noqa: E402
 from textual.keys import _character_to_key, _get_unicode_name_from_key  # noqa: E402
+from ui_sample import FixedClock, StubPilot, fill_orchestrator, sample_events  # noqa: E402
 
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine  # noqa: E402
 from pilot_tui.store.events import EventStore  # noqa: E402
 from pilot_tui.ui.app import PilotApp, make_app  # noqa: E402
 from pilot_tui.ui.bridge import UpdateBridge  # noqa: E402
-from pilot_tui.ui.sample import FixedClock, StubPilot, fill_orchestrator, sample_events  # noqa: E402
 from pilot_tui.ui.widgets.feed_table import FeedTable  # noqa: E402
 
 KEYS: list[tuple[str, str]] = [

@@ -13,11 +13,11 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__
 from .pilot.names import ADDRESS_RE, HOSTNAME_RE, TOPIC_RE
 
-EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -102,7 +102,7 @@ def duration(value: str) -> float:
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``pilot-tui oracle: error: … (see --help)``, exit status 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -183,6 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-duration", type=duration, metavar="DURATION",
                    help="how long a block lasts when the request names no duration: 30s, 15m, 2h, 7d (default 1h)")
     _common(p)
+    once = p.add_argument_group(
+        "act on the state dir once and exit",
+        "like 'cscli decisions list/delete' or 'fail2ban-client status/unban'; safe beside a running executor on "
+        "the same --state-dir, which sees the change on its next expiry pass (within 30 s) and sends the answer a "
+        "lift owes the node that asked")
+    acts = once.add_mutually_exclusive_group()
+    acts.add_argument("--list", action="store_true",
+                      help="print the active blocks: address, state, expiry, who asked, backend, since, reason")
+    acts.add_argument("--unblock", metavar="IP",
+                      help="lift the block of IP now (with the backend that made it) and tell the node that asked")
+    acts.add_argument("--extend", nargs=2, metavar=("IP", "DURATION"),
+                      help="keep the block of IP DURATION longer (30s, 15m, 2h, 7d) with --backend (must be the "
+                      "backend that made it)")
+    once.add_argument("--json", action="store_true",
+                      help="with --list/--unblock/--extend: print one JSON document instead of text (--headless "
+                      "does the same)")
 
     p = sub.add_parser("demo", help="live demo with an emulated network (no Pilot install needed)",
                        description="Start emulated Pilot nodes (oracle, orchestrator, executor, and two walk-ons: a "
@@ -257,7 +273,8 @@ def mode_parser(mode: str, parser: argparse.ArgumentParser | None = None) -> arg
     parser = parser or build_parser()
     for action in parser._actions:  # argparse keeps its sub-parsers here; no public accessor exists
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices[mode]
+            sub: argparse.ArgumentParser = action.choices[mode]
+            return sub
     raise KeyError(mode)
 
 
@@ -289,11 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config.apply(args, args.mode, mode_parser(args.mode, parser))
         module = importlib.import_module(MODES[args.mode])
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("pilot_tui"):
-            print(f"pilot-tui {args.mode}: not implemented yet in this version", file=sys.stderr)
-            return EXIT_ERROR
-        raise
     except ValueError as exc:  # config errors
         print(f"pilot-tui {args.mode}: {exc} (see pilot-tui {args.mode} --help)", file=sys.stderr)
         return EXIT_USAGE

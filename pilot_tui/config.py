@@ -32,12 +32,17 @@ Layout (every key optional)::
     topic = "pilot-tui.threats"
     exec_node = "aws-exec-node"
 
+    [keymap]                      # the dashboard's keys, by binding id (README: "Keys")
+    filter = "ctrl+f"
+    quit = "ctrl+q,q"
+
 Unknown keys are an error (a typo must not silently fall back to a default).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +54,7 @@ else:  # pragma: no cover
 
 from .paths import default_config_file
 
-TOP_KEYS = {"pilotctl", "state_dir", "oracle", "orchestrator", "executor", "follow"}
+TOP_KEYS = {"pilotctl", "state_dir", "oracle", "orchestrator", "executor", "follow", "keymap"}
 MODE_KEYS: dict[str, set[str]] = {
     "oracle": {"peer", "port", "transport", "logs", "journal", "rules", "sensor", "allowlist", "from_start", "state_dir",
                "pilotctl"},
@@ -65,8 +70,9 @@ class ConfigError(ValueError):
     """The config file is unreadable or holds an unknown key or a value its flag would refuse."""
 
 
-def _read(path: Path | None, mode: str) -> tuple[Path, list[tuple[str, str, Any]]]:
-    """``(file, [(section, key, value), …])`` for ``mode``: top-level shared keys first, then the mode's table.
+def _read(path: Path | None, mode: str) -> tuple[Path, list[tuple[str, str, Any]], dict[str, str]]:
+    """``(file, [(section, key, value), …], keymap)`` for ``mode``: top-level shared keys first, then the mode's
+    table; the ``[keymap]`` table, validated, last.
 
     A missing default config file is fine (no settings); a missing explicitly named one is an error.
     """
@@ -75,7 +81,7 @@ def _read(path: Path | None, mode: str) -> tuple[Path, list[tuple[str, str, Any]
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
-        return path, []
+        return path, [], {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -91,7 +97,34 @@ def _read(path: Path | None, mode: str) -> tuple[Path, list[tuple[str, str, Any]
     if unknown:
         raise ConfigError(f"config file {path}: unknown key(s) in [{mode}]: {', '.join(sorted(unknown))}")
     items += [(mode, k, v) for k, v in table.items()]
-    return path, items
+    return path, items, _keymap(path, data.get("keymap", {}))
+
+
+def _keymap(path: Path, table: Any) -> dict[str, str]:
+    """The ``[keymap]`` table (binding id → keys, as Textual's ``App.set_keymap`` takes it), checked.
+
+    Checked in every mode, so a typo fails at start like any other key. The known ids are read from the UI's
+    bindings (which imports Textual), only when the table is not empty.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [keymap] must be a table")
+    if not table:
+        return {}
+    from .ui.keymap import binding_ids
+
+    known = binding_ids()
+    out: dict[str, str] = {}
+    for binding_id, keys in table.items():
+        where = f"config file {path}: [keymap] {binding_id}"
+        if binding_id not in known:
+            near = difflib.get_close_matches(binding_id, known, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else " (the README's \"Keys\" section lists them)"
+            raise ConfigError(f"{where}: not a key binding id{hint}")
+        spec = keys.replace(" ", "") if isinstance(keys, str) else ""
+        if not spec or "" in spec.split(","):
+            raise ConfigError(f"{where}: expected keys as text, e.g. \"ctrl+f\" or \"slash,f\", got {keys!r}")
+        out[binding_id] = spec
+    return out
 
 
 def load(path: Path | None, mode: str) -> dict[str, Any]:
@@ -155,9 +188,10 @@ def apply(args: argparse.Namespace, mode: str, parser: argparse.ArgumentParser |
 
     Each value goes through the flag's own type function and choices (``parser`` is the mode's sub-parser; built
     when not given), so ``[orchestrator] port = "abc"`` fails exactly as ``--port abc`` would, naming the file,
-    the table and the key.
+    the table and the key. The ``[keymap]`` table lands in ``args.keymap`` for the dashboard.
     """
-    path, items = _read(Path(args.config).expanduser() if getattr(args, "config", None) else None, mode)
+    path, items, keymap = _read(Path(args.config).expanduser() if getattr(args, "config", None) else None, mode)
+    args.keymap = keymap
     if not items:
         return args
     if parser is None:

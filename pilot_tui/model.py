@@ -412,13 +412,40 @@ def encode_batch(events: Iterable[ThreatEvent]) -> bytes:
     return b"\n".join(lines) + b"\n" if lines else b""
 
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ESCAPE_CANDIDATE_RE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+"""Every character but printable ASCII other than the backslash: what :func:`printable` looks at (most text never
+matches; the rest is decided one character at a time)."""
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    """One candidate character as itself or its escape. "Printable" is Python's own rule (``str.isprintable``, the
+    one ``repr`` uses): not a control (escape sequences, carriage return), format character (bidi overrides,
+    zero-width joiners, tag characters), surrogate left by undecodable bytes, private-use or unassigned code point,
+    line/paragraph separator, or a space other than the ASCII one — what a reader cannot see or tell apart, or what
+    acts on the terminal instead of showing."""
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def printable(text: str) -> str:
-    """Attacker text made safe for a terminal: control, bidi and escape characters become visible ``\\xNN`` forms.
+    """Attacker text made safe and unambiguous for a terminal: a backslash becomes ``\\\\``, a control character
+    ``\\xNN``, other invisible or direction-changing code points ``\\uNNNN`` / ``\\UNNNNNNNN`` — Python's own escape
+    forms, fixed width, so the result reads back to exactly the original (``codecs`` ``unicode_escape``).
 
-    This removes ANSI/OSC escape sequences' power; Rich *markup* is a separate concern — the UI never passes such
-    text through markup (it builds ``rich.text.Text`` objects).
+    Why the backslash too: otherwise a typed ``\\x1b`` looks exactly like a real ESC made visible, and U+202E
+    could not be told from ``\\x20`` followed by ``2e``. Escape once, where the text is shown (a second pass
+    doubles every backslash). This removes ANSI/OSC escape sequences' power; Rich *markup* is a separate concern —
+    the UI never passes such text through markup (it builds ``rich.text.Text`` objects).
     """
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if text.isprintable() and "\\" not in text:
+        return text  # most text: two C-speed scans instead of a Python call per non-ASCII character
+    return _ESCAPE_CANDIDATE_RE.sub(_escape_one, text)

@@ -41,12 +41,22 @@ _live: dict[asyncio.subprocess.Process, asyncio.AbstractEventLoop] = {}
 until finished: a child its caller dropped with a pipe still open is exactly the one that must still be closed."""
 
 
+def transport_of(proc: asyncio.subprocess.Process) -> asyncio.SubprocessTransport | None:
+    """The child's :class:`asyncio.SubprocessTransport` (a public class: ``close()``, ``get_pipe_transport()``).
+
+    :class:`asyncio.subprocess.Process` keeps it in ``_transport`` and has no accessor; this is the one place that
+    reaches in, and ``tests/test_subproc.py`` checks it still finds it on the running Python. Should a Python move
+    it, this returns ``None`` and the callers fall back to what the public API offers (exit status, kill)."""
+    transport = getattr(proc, "_transport", None)
+    return transport if isinstance(transport, asyncio.SubprocessTransport) else None
+
+
 def _finished(proc: asyncio.subprocess.Process) -> bool:
     """Exited, and every pipe read to its end or closed: nothing of it can outlive its loop any more."""
     if proc.returncode is None:
         return False
-    transport = proc._transport  # type: ignore[attr-defined]  # Process has no public accessor
-    return all(
+    transport = transport_of(proc)
+    return transport is None or all(
         pipe is None or pipe.is_closing() for pipe in (transport.get_pipe_transport(fd) for fd in (0, 1, 2))
     )
 
@@ -73,7 +83,8 @@ async def reap_all(wait_s: float = KILL_WAIT_S) -> int:
     running = [proc for proc in mine if proc.returncode is None]
     for proc in mine:
         # Process has no public close(); its transport's close() is the documented SubprocessTransport.close()
-        proc._transport.close()  # type: ignore[attr-defined]
+        if (transport := transport_of(proc)) is not None:
+            transport.close()
         del _live[proc]
     await asyncio.gather(*(kill_and_reap(proc, wait_s) for proc in running), return_exceptions=True)
     await asyncio.sleep(SETTLE_S)

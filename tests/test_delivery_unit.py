@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 
 import orjson
 import pytest
 
+from pilot_tui.backoff import Backoff
 from pilot_tui.engines import updates as u
 from pilot_tui.engines.orchestrator import OrchestratorEngine
 from pilot_tui.engines.receiver import REPLY_MAX, build_ack, payload_complete, settle
@@ -191,14 +194,66 @@ async def test_message_transport_counts_daemon_ack(outbox: Outbox) -> None:
     assert outbox.state_of(outbox.all_ids()[1]) == ("delivered", "daemon-ack")
 
 
-def test_backoff_grows_and_is_capped(outbox: Outbox) -> None:
-    sender = Sender(FakeDriver([]), outbox, u.UpdateBus(), peer="orch", backoff_base=0.5, backoff_cap=8)  # type: ignore[arg-type]
-    sender.failures = 1
-    first = sender.next_backoff()
-    sender.failures = 30
-    capped = [sender.next_backoff() for _ in range(50)]
-    assert 0.5 <= first <= 1.0
-    assert all(4 <= b <= 8 for b in capped) and len(set(capped)) > 1  # jittered
+class Draws(random.Random):
+    """Jitter draws chosen by the test: each ``uniform`` returns the next fraction of its band."""
+
+    def __init__(self, fractions: list[float]) -> None:
+        super().__init__(0)
+        self.fractions = list(fractions)
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.fractions.pop(0)
+
+
+class DownThenUp:
+    """A peer that refuses ``fail`` connects (after a short delay, so sends overlap), then stores everything."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+        self.connects: list[float] = []
+
+    async def connect(self, target, port, payload, *, timeout):  # type: ignore[no-untyped-def]
+        self.connects.append(time.time())
+        await asyncio.sleep(0.02)
+        if len(self.connects) <= self.fail:
+            raise errors.ConnectionFailed("dial timeout", exit_status=1)
+        return ConnectResult(target, port, ack_every(payload), len(payload), 0.01)
+
+
+def ack_every(payload: bytes) -> str:
+    lines = payload.strip().split(b"\n")
+    ids = [orjson.loads(line)["id"] for line in lines]
+    from pilot_tui.store.events import IngestResult
+
+    stored = [make_event("1.2.3.4", "x", "low", event_id=i) for i in ids]
+    return build_ack(payload.strip(), IngestResult(stored=stored, ids=ids)).decode()
+
+
+async def test_reported_retry_is_the_wait_the_sender_really_takes(outbox: Outbox) -> None:
+    """Two batches fail together at the cap: the second draw is shorter, but sending stays held off until the
+    first one's wait ends — and both failures say so, not the shorter figure."""
+    driver = DownThenUp(fail=2)
+    bus = u.UpdateBus()
+    results: list[u.SendResult] = []
+    bus.subscribe(lambda x: results.append(x) if isinstance(x, u.SendResult) else None)
+    sender = Sender(driver, outbox, bus, peer="orch", batch_events=1, inflight=2,  # type: ignore[arg-type]
+                    backoff_base=0.4, backoff_cap=0.4)
+    sender.backoff = Backoff(0.4, 0.4, rng=Draws([1.0, 0.0]))  # waits of 0.4 s, then 0.2 s
+    task = asyncio.create_task(sender.run())
+    try:
+        for _ in range(300):
+            if outbox.depth() == 0:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    failed = [r for r in results if not r.ok]
+    assert outbox.depth() == 0 and len(failed) == 2
+    resumed = driver.connects[2]  # the first connect after the failures
+    for r in failed:
+        assert r.retry_in_s > 0.3  # the longer wait, also on the failure whose own draw was 0.2 s
+        assert abs((r.at + r.retry_in_s) - resumed) < 0.1  # "retry in N s" is when it really retries
 
 
 def test_frame_batch_round_trips() -> None:
@@ -222,8 +277,8 @@ def test_same_mitigation_result_twice_is_reported_once(tmp_path) -> None:  # typ
     seen: list[u.Update] = []
     engine.bus.subscribe(seen.append)
     result = MitigationResult("req-1", ev.source_ip, "block", "applied", "dry-run", "blocked for 3600s")
-    engine._apply_result(result, sender=EXEC)  # the --wait reply
-    engine._apply_result(result, sender=EXEC)  # the same reply found again in the inbox
+    engine.mitigations.take_result(result, sender=EXEC)  # the --wait reply
+    engine.mitigations.take_result(result, sender=EXEC)  # the same reply found again in the inbox
     assert [x.status for x in seen if isinstance(x, u.MitigationUpdate)] == ["applied"]
     assert engine.store.get(ev.id).state == "mitigated"  # type: ignore[union-attr]
 
@@ -248,19 +303,19 @@ def test_only_the_exec_node_can_settle_an_outstanding_request_once(tmp_path) -> 
     def result(rid: str, status: str = "applied", ip: str = ev.source_ip) -> MitigationResult:
         return MitigationResult(rid, ip, "block", status, "dry-run", "blocked")  # type: ignore[arg-type]
 
-    engine._apply_result(result("req-1"), sender=EVIL)  # the right request id, the wrong node
-    engine._apply_result(result("made-up"), sender=EVIL)
-    engine._apply_result(result("made-up"), sender=EXEC)  # not even the exec node invents requests
-    engine._apply_result(result("req-1", ip="198.51.100.1"), sender=EXEC)  # for another address
+    engine.mitigations.take_result(result("req-1"), sender=EVIL)  # the right request id, the wrong node
+    engine.mitigations.take_result(result("made-up"), sender=EVIL)
+    engine.mitigations.take_result(result("made-up"), sender=EXEC)  # not even the exec node invents requests
+    engine.mitigations.take_result(result("req-1", ip="198.51.100.1"), sender=EXEC)  # for another address
     assert engine.store.get(ev.id).state == "mitigating"  # type: ignore[union-attr]
     assert engine.store.mitigation("req-1")["status"] == "sent"  # type: ignore[index]
     assert engine.store.quarantine_count() == 4 and len(notices) == 4
     assert "went to 0:0000.0000.0003" in notices[0] and "never sent" in notices[1]
-    engine._apply_result(result("req-1"), sender=EXEC)  # the real answer
+    engine.mitigations.take_result(result("req-1"), sender=EXEC)  # the real answer
     assert engine.store.get(ev.id).state == "mitigated"  # type: ignore[union-attr]
-    engine._apply_result(result("req-1", "refused"), sender=EXEC)  # settled already: no second outcome
+    engine.mitigations.take_result(result("req-1", "refused"), sender=EXEC)  # settled already: no second outcome
     assert engine.store.mitigation("req-1")["status"] == "applied"  # type: ignore[index]
-    engine._apply_result(result("req-1", "expired"), sender=EXEC)  # a block's later expiry is a real next step
+    engine.mitigations.take_result(result("req-1", "expired"), sender=EXEC)  # a block's later expiry is a real next step
     assert engine.store.mitigation("req-1")["status"] == "expired"  # type: ignore[index]
     assert engine.store.quarantine_count() == 5
 

@@ -80,7 +80,7 @@ def test_keep_dir_leaves_a_store_export_reads(tmp_path: Path) -> None:
     kept = tmp_path / "kept"
     kept.mkdir(mode=0o700)
     with demo_world(kept, walk_ons=False) as world:
-        from pilot_tui.ui.sample import sample_events
+        from ui_sample import sample_events
 
         [(sender, event)] = list(sample_events(1))
         world.orchestrator.store.ingest([event], sender=sender, transport="stream")

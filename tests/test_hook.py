@@ -115,3 +115,43 @@ async def test_read_lines_skips_only_the_overlong_ones() -> None:
     reader.feed_data(b"\nc")
     reader.feed_eof()
     assert [x async for x in read_lines(reader, limit=100)] == [b"a", None, b"b", None, b"c"]
+
+
+def test_ui_mode_feeds_the_hook_each_event_once_and_closes_the_store(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``pilot-tui orchestrator --on-event CMD`` with the UI: the consumer gets each stored event once, and the
+    event store is closed when the app exits (the app is stubbed: it runs the background jobs it is given)."""
+    import sqlite3
+
+    import pytest
+
+    from pilot_tui.commands.orchestrator import serve
+    from pilot_tui.engines.orchestrator import OrchestratorEngine
+    from pilot_tui.store.events import EventStore
+
+    seen = tmp_path / "seen.ndjson"
+    script = tmp_path / "record.py"
+    script.write_text(f"import sys\nfor line in sys.stdin:\n    open({str(seen)!r}, 'a').write(line)\n")
+    engine = OrchestratorEngine(None, EventStore(tmp_path / "o.db"))  # type: ignore[arg-type]
+    event = make_event("203.0.113.7", "brute_force_ssh", "high")
+
+    class StubApp:
+        def __init__(self, background: list) -> None:  # type: ignore[type-arg]
+            self.background = background
+
+        def run(self) -> None:
+            async def main() -> None:
+                jobs = [asyncio.create_task(job()) for job in self.background]
+                try:
+                    engine.bus.emit(u.EventsStored(at=0, events=(event,), sender="", transport="stream"))
+                    await wait_for(lambda: seen.exists() and seen.read_text().count("\n") >= 1, "event hooked", 10)
+                    await asyncio.sleep(0.3)  # a second copy, if the hook were fed twice, lands by now
+                finally:
+                    await stop_tasks(*jobs)
+
+            asyncio.run(main())
+
+    monkeypatch.setattr("pilot_tui.ui.app.make_app", lambda **kw: StubApp(kw["background"]))
+    assert serve(engine, headless=False, on_event=f"{sys.executable} {script}") == 0
+    assert [line for line in seen.read_text().splitlines() if event.id in line] and seen.read_text().count("\n") == 1
+    with pytest.raises(sqlite3.ProgrammingError):  # closed: the WAL is folded back, nothing is left open
+        engine.store.total()

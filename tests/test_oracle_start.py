@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
+from ui_sample import StubPilot, sample_oracle
 
 from pilot_tui.commands.doctor import announce_start, journal_problem, watched_files
 from pilot_tui.engines import updates as u
 from pilot_tui.pilot.driver import DaemonStatus
-from pilot_tui.ui.sample import StubPilot, sample_oracle
 
 pytestmark = pytest.mark.timeout(60)
 

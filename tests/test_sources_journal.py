@@ -185,7 +185,7 @@ async def test_exit_is_an_error_state_and_restart_resumes_after_cursor(
         state = f.source.stats().state
         assert state.startswith("error: journalctl exited with status 3") or state == STATE_FOLLOWING
         assert f.lines == [expected(e) for e in SSH_ENTRIES]  # replayed once, not once per restart
-    runs = invocations(journal)
+    runs = [r for r in invocations(journal) if "--follow" in r]  # not the one look for a missing journal
     assert runs[0][-1] == "--no-tail"
     assert all(r[-2:] == ["--after-cursor", RECORDED[-1]["__CURSOR"]] for r in runs[1:])
 
@@ -285,3 +285,61 @@ async def test_multisource_surfaces_a_source_bug() -> None:
     with pytest.raises(ValueError, match="bug in a source"):
         async for _ in MultiSource([Broken()]).batches():  # type: ignore[list-item]
             pass
+
+
+# journalctl 252 as observed on a host without journal files (and, per systemd's sources, for a user who may not
+# read them): with --output=json it prints nothing and --follow just waits; in the short format it says why on
+# stderr. The follower must not call that "following".
+_SILENT_JOURNALCTL = """
+import sys, time
+why = {why!r}
+if "--output=json" not in sys.argv:
+    for line in why:
+        print(line, file=sys.stderr)
+    print("-- No entries --")
+    sys.exit(0)
+while "--follow" in sys.argv:
+    time.sleep(0.05)
+"""
+
+
+def _journalctl_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: list[str]) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "journalctl"
+    script.write_text(f"#!{sys.executable}\n" + _SILENT_JOURNALCTL.format(why=why))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+@pytest.mark.parametrize(
+    ("why", "state", "reason"),
+    [
+        (["No journal files were found."], "no journal files: ", "journald keeps no files"),
+        (["No journal files were opened due to insufficient permissions."], "journal unreadable: ",
+         "group systemd-journal"),
+        (["Hint: You are currently not seeing messages from other users and the system.",
+          "      Users in groups 'adm', 'systemd-journal' can see all messages.",
+          "      Pass -q to turn off this notice."], "following own messages only: ", "group systemd-journal"),
+    ],
+    ids=["no-files", "no-permission", "own-only"],
+)
+@pytest.mark.parametrize("from_start", [False, True], ids=["at-end", "from-start"])
+async def test_a_missing_journal_is_named_not_following(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: list[str], state: str, reason: str, from_start: bool
+) -> None:
+    _journalctl_on_path(tmp_path, monkeypatch, why)
+    src = JournalSource(SSH, from_start=from_start, restart_backoff=(0.05, 0.2))
+    async with Follow(src) as f:
+        await f.until(lambda: src._proc is not None, "journalctl following")
+        await asyncio.sleep(0.2)  # what it says on stderr while following must not turn it back to "following"
+        shown = src.stats().state
+        assert shown.startswith(state) and reason in shown, shown
+        assert f.lines == []
+
+
+async def test_missing_journalctl_on_path_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no journalctl anywhere
+    src = JournalSource(SSH, restart_backoff=(0.05, 0.2))
+    async with Follow(src) as f:
+        await f.until(lambda: src.stats().state.startswith("error: journalctl not found"), "error state")

@@ -78,3 +78,27 @@ print("done")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert run.stdout.strip() == "done", run.stderr[-2000:]
     assert "Exception ignored" not in run.stderr, run.stderr[-2000:]
+
+
+async def test_the_transport_shim_finds_the_child_transport_on_this_python() -> None:
+    """``transport_of`` is the one reach into asyncio's private ``Process._transport``: if a Python release moves
+    it, this fails here instead of :func:`reap_all` silently leaving pipes open at shutdown."""
+    from pilot_tui.subproc import _finished, reap_all, spawn, transport_of
+
+    proc = await spawn("sh", "-c", "echo out", stdout=asyncio.subprocess.PIPE)
+    transport = transport_of(proc)
+    assert isinstance(transport, asyncio.SubprocessTransport) and transport.get_pid() == proc.pid
+    await proc.wait()
+    assert proc.stdout is not None and await proc.stdout.read() == b"out\n"
+    await asyncio.sleep(0.05)  # the pipe's end-of-file callback
+    assert _finished(proc)  # exited and its pipe closed: spawn() may forget it
+    assert await reap_all(wait_s=2) == 0 and transport.is_closing()
+
+
+async def test_without_a_transport_the_shim_falls_back_to_the_exit_status() -> None:
+    from pilot_tui.subproc import _finished, transport_of
+
+    class Bare:  # what a Process would look like if a Python release renamed the attribute
+        returncode = 0
+
+    assert transport_of(Bare()) is None and _finished(Bare())  # type: ignore[arg-type]

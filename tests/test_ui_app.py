@@ -1,6 +1,6 @@
 """Drive the dashboard with keys (``App.run_test``) and check what the analyst sees.
 
-Engines run for real over temp-dir stores; pilotctl is a :class:`~pilot_tui.ui.sample.StubPilot` (mitigation is
+Engines run for real over temp-dir stores; pilotctl is a :class:`ui_sample.StubPilot` (mitigation is
 answered "applied" in dry-run, trust requests come from memory). Each test names the keys it presses.
 """
 
@@ -10,11 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pilot_tui.engines import updates as u
-from pilot_tui.pilot.errors import TrustRequired
-from pilot_tui.ui.app import PilotApp, make_app
-from pilot_tui.ui.sample import (
+from ui_sample import (
     EXEC_ADDR,
     SAMPLE_PENDING,
     FixedClock,
@@ -26,6 +22,10 @@ from pilot_tui.ui.sample import (
     sample_send_results,
     screen_text,
 )
+
+from pilot_tui.engines import updates as u
+from pilot_tui.pilot.errors import TrustRequired
+from pilot_tui.ui.app import PilotApp, make_app
 from pilot_tui.ui.screens.feed import FeedScreen
 from pilot_tui.ui.widgets.event_detail import EventDetail
 from pilot_tui.ui.widgets.feed_table import FeedTable
@@ -173,7 +173,7 @@ async def test_detail_pane_renders_evidence_literally(orch: Any) -> None:
 
 
 async def test_new_events_are_picked_up_and_the_cursor_keeps_its_event(orch: Any) -> None:
-    from pilot_tui.ui.sample import sample_events
+    from ui_sample import sample_events
 
     app = make_app(orchestrator=orch)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -198,8 +198,7 @@ async def test_new_events_are_picked_up_and_the_cursor_keeps_its_event(orch: Any
 async def test_scrollbar_thumb_follows_new_events(orch: Any) -> None:
     """The scrollbar is repainted only when a new event moves its thumb visibly, but it is never left stale."""
     from textual.geometry import Region
-
-    from pilot_tui.ui.sample import sample_events
+    from ui_sample import sample_events
 
     app = make_app(orchestrator=orch)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -417,11 +416,23 @@ async def test_demo_layout_and_help(tmp_path: Path, orch: Any) -> None:
         await pilot.press("escape")
 
 
-async def test_command_palette_runs_a_view_action(tmp_path: Path, orch: Any) -> None:
+async def test_command_palette_offers_the_current_screens_keys_and_runs_them(tmp_path: Path, orch: Any) -> None:
+    from pilot_tui.ui.commands import binding_commands
+
     oracle = sample_oracle(str(tmp_path))
-    app = make_app(orchestrator=orch, oracle=oracle, start_engines=False)
+    app = make_app(orchestrator=orch, oracle=oracle, start_engines=False, keymap={"pause": "P"})
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
+        # built from the feed's live bindings: its keys are there, the oracle view's are not
+        titles = {title: help_text for title, help_text, _ in binding_commands(app, app.screen.active_bindings)}
+        assert titles["Threat feed: Filter"] == "Key: /" and "Everywhere: Quit" in titles
+        assert not any("Pause" in title or "Retry" in title for title in titles)
+        await pilot.press("2")
+        await settle(pilot)
+        titles = {title: help_text for title, help_text, _ in binding_commands(app, app.screen.active_bindings)}
+        assert titles["Oracle: Pause/resume"] == "Key: P"  # the keymap's key, not p
+        assert not any("Filter" in title for title in titles)
+        # and choosing one runs it, as its key would
         await pilot.press("ctrl+p")
         await settle(pilot)
         await pilot.press(*"pause")

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from ui_sample import sample_orchestrator, screen_text
 
 from pilot_tui.engines import updates as u
 from pilot_tui.ui.app import make_app
-from pilot_tui.ui.sample import sample_orchestrator, screen_text
 from pilot_tui.ui.widgets.receiver_banner import ReceiverBanner, receiver_banner_text
 
 pytestmark = pytest.mark.timeout(60)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ui_sample import ORCH_ADDR, ORCH_NAME, FixedClock, fill_executor, sample_executor, screen_text
 
 from pilot_tui.engines import updates as u
 from pilot_tui.ui.app import PilotApp, make_app
 from pilot_tui.ui.notices import notices_for
-from pilot_tui.ui.sample import ORCH_ADDR, ORCH_NAME, FixedClock, fill_executor, sample_executor, screen_text
 from pilot_tui.ui.screens.blocks import BlocksScreen
 from pilot_tui.ui.screens.dialogs import ConfirmDialog, DurationDialog
 

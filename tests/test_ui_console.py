@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import pytest
 from textual.widgets import DataTable, Input, Label
+from ui_sample import FixedClock, sample_events, sample_oracle, sample_orchestrator, screen_text
 
 from pilot_tui.engines import updates as u
 from pilot_tui.model import make_event
 from pilot_tui.ui.app import PilotApp, make_app
-from pilot_tui.ui.sample import FixedClock, sample_events, sample_oracle, sample_orchestrator, screen_text
 from pilot_tui.ui.screens.feed import FeedScreen
 from pilot_tui.ui.screens.help import help_rows
 from pilot_tui.ui.widgets.event_detail import EventDetail

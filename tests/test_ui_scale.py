@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ui_sample import FixedClock, StubPilot, fill_orchestrator, sample_events, screen_text
 
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
 from pilot_tui.store.events import EventStore
 from pilot_tui.ui.app import make_app
-from pilot_tui.ui.sample import FixedClock, StubPilot, fill_orchestrator, sample_events, screen_text
 from pilot_tui.ui.widgets.event_detail import EventDetail
 from pilot_tui.ui.widgets.feed_table import FeedTable
 

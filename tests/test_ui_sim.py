@@ -14,12 +14,13 @@ import pytest
 
 sim_fixtures = pytest.importorskip("sim_fixtures")
 
+from ui_sample import fill_orchestrator, screen_text  # noqa: E402
+
 from pilot_tui.engines.executor import ExecutorEngine  # noqa: E402
 from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine  # noqa: E402
 from pilot_tui.pilot.driver import Pilotctl  # noqa: E402
 from pilot_tui.store.events import EventStore  # noqa: E402
 from pilot_tui.ui.app import make_app  # noqa: E402
-from pilot_tui.ui.sample import fill_orchestrator, screen_text  # noqa: E402
 from pilot_tui.ui.widgets.feed_table import FeedTable  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)

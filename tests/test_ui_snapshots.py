@@ -1,7 +1,7 @@
 """SVG snapshots of every screen at 80×24 and 120×40 (pytest-textual-snapshot; update with ``--snapshot-update``).
 
 Deterministic by construction: sample events with fixed ids and timestamps, store times pinned to them, a
-:class:`~pilot_tui.ui.sample.FixedClock` for every age, engines not started (their state is prepared, their
+:class:`ui_sample.FixedClock` for every age, engines not started (their state is prepared, their
 updates emitted by hand), and no text cursor on screen.
 """
 
@@ -12,11 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pilot_tui.engines import updates as u
-from pilot_tui.model import make_event
-from pilot_tui.ui.app import PilotApp, make_app
-from pilot_tui.ui.sample import (
+from ui_sample import (
     BASE_EPOCH,
     SAMPLE_PENDING,
     FixedClock,
@@ -28,6 +24,10 @@ from pilot_tui.ui.sample import (
     sample_receivers,
     sample_send_results,
 )
+
+from pilot_tui.engines import updates as u
+from pilot_tui.model import make_event
+from pilot_tui.ui.app import PilotApp, make_app
 
 SIZES = [(80, 24), (120, 40)]
 pytestmark = pytest.mark.timeout(60)

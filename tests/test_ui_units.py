@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 from rich.text import Text
+from ui_sample import HOSTILE_EVIDENCE, fill_orchestrator, sample_send_results
 
 from pilot_tui.engines import updates as u
 from pilot_tui.model import make_event
 from pilot_tui.store import feed
 from pilot_tui.store.events import EventStore
+from pilot_tui.store.queries import FeedQuery, QueryReader
 from pilot_tui.ui.bridge import UpdateBridge
 from pilot_tui.ui.feedquery import PAGE_ROWS, SORTS, FeedWindow
 from pilot_tui.ui.filters import FilterError, ViewFilter, parse_query
@@ -33,7 +35,6 @@ from pilot_tui.ui.format import (
     ts_hms,
 )
 from pilot_tui.ui.notices import describe_error, notices_for
-from pilot_tui.ui.sample import HOSTILE_EVIDENCE, fill_orchestrator, sample_send_results
 from pilot_tui.ui.widgets.event_detail import detail_renderable
 from pilot_tui.ui.widgets.feed_table import layout_columns
 from pilot_tui.ui.widgets.key_hints import fit_hints, hints_text
@@ -66,7 +67,7 @@ def test_ages_sizes_and_times() -> None:
 
 
 def test_safe_makes_control_characters_visible() -> None:
-    assert safe("a\x1b[2Jb\u202ec") == "a\\x1b[2Jb\\x202ec"
+    assert safe("a\x1b[2Jb\u202ec") == "a\\x1b[2Jb\\u202ec"
 
 
 def test_state_label_prefers_the_mitigation_outcome() -> None:
@@ -117,7 +118,7 @@ def test_hide_handled_hides_exactly_what_the_state_column_calls_handled_or_block
     s.record_mitigation("req-1", first, ip, "applied", "dry-run")  # every event of the IP now reads "blocked"
     acked = s.conn.execute("SELECT id FROM events WHERE source_ip != ? LIMIT 1", (ip,)).fetchone()[0]
     s.set_state([acked], "acknowledged")
-    shown = FeedWindow(s.conn, ViewFilter(hide_handled=True))
+    shown = FeedWindow(FeedQuery(s.conn), ViewFilter(hide_handled=True))
     labels = {state_label(r.state, r.mitigation)[1] for r in (shown.row(i) for i in range(shown.total)) if r}
     assert labels == {"new"}
     assert shown.total == 300 - len(s.ids_from_source(ip)) - 1
@@ -150,7 +151,7 @@ def test_filter_text_is_a_parameter_not_sql(store: EventStore) -> None:
 @pytest.mark.parametrize("query", ["", "sensor:gcp", "root"])
 def test_window_rows_match_offset_paging_in_any_order(store: EventStore, query: str) -> None:
     flt = parse_query(query)
-    window = FeedWindow(store.conn, flt)
+    window = FeedWindow(FeedQuery(store.conn), flt)
     reference = [s.rowid for s in feed.window(store.conn, flt, 0, 100_000)]
     assert window.total == len(reference)
     # jump to the end (counted from the far end), walk back by keyset, jump to the middle, walk forward
@@ -166,7 +167,7 @@ def test_window_rows_match_offset_paging_in_any_order(store: EventStore, query: 
 def test_window_refresh_counts_only_new_rows_and_keeps_indices_stable() -> None:
     s = EventStore(":memory:")
     fill_orchestrator(s, 300)
-    window = FeedWindow(s.conn, parse_query("sensor:gcp-web-1"))
+    window = FeedWindow(FeedQuery(s.conn), parse_query("sensor:gcp-web-1"))
     before = window.total
     top = window.row(0)
     assert top is not None
@@ -182,7 +183,7 @@ def test_window_refresh_counts_only_new_rows_and_keeps_indices_stable() -> None:
 
 @pytest.mark.parametrize("sort", [s.key for s in SORTS])
 def test_sorted_window_pages_like_one_query_and_finds_any_event(store: EventStore, sort: str) -> None:
-    window = FeedWindow(store.conn, parse_query("sensor:gcp"))
+    window = FeedWindow(FeedQuery(store.conn), parse_query("sensor:gcp"))
     window.set_sort(sort)
     order = {"time": "rowid DESC", "severity": "severity DESC, rowid DESC",
              "count": "COALESCE(count, 0) DESC, rowid DESC", "source": "source_ip ASC, rowid DESC"}[sort]
@@ -197,8 +198,26 @@ def test_sorted_window_pages_like_one_query_and_finds_any_event(store: EventStor
     assert window.position_of(outside) is None
 
 
+def test_window_rows_show_triage_changes_once_invalidated() -> None:
+    """Decoded rows are cached across page reads; a triage or mitigation change must still reach the screen."""
+    s = EventStore(":memory:")
+    fill_orchestrator(s, 100)
+    window = FeedWindow(FeedQuery(s.conn))
+    top, second = window.row(0), window.row(1)
+    assert top is not None and second is not None
+    s.set_state([top.event.id], "false_positive")
+    window.invalidate()
+    changed = window.row(0)
+    assert changed is not None and changed.rowid == top.rowid and changed.state == "false_positive"
+    assert window.row(1) is second  # an unchanged row is not decoded again after the page is re-read
+    s.record_mitigation("req-9", top.event.id, top.event.source_ip, "applied", "dry-run")
+    window.invalidate()
+    blocked = window.row(0)
+    assert blocked is not None and (blocked.mitigation or {}).get("status") == "applied"
+
+
 def test_window_handles_an_empty_store() -> None:
-    window = FeedWindow(EventStore(":memory:").conn)
+    window = FeedWindow(FeedQuery(EventStore(":memory:").conn))
     assert window.total == 0 and window.row(0) is None and window.refresh() == 0
 
 
@@ -214,7 +233,7 @@ def test_bridge_coalesces_high_rate_updates_and_bounds_the_rest() -> None:
     for i in range(25):
         bridge(u.Notice(at=0, level="info", message=f"n{i}"))
     kinds, updates, new_events, dropped = bridge.drain()  # type: ignore[misc]
-    assert kinds == {"EventsStored", "ReceiverState", "Notice"}
+    assert kinds == {u.EventsStored, u.ReceiverState, u.Notice}
     assert new_events == 10_000
     assert [x.message for x in updates] == [f"n{i}" for i in range(15, 25)] and dropped == 15
     assert bridge.drain() is None
@@ -322,13 +341,13 @@ def test_fill_is_deterministic() -> None:
 
 
 def test_deferred_count_shows_the_first_page_then_the_total(store: EventStore) -> None:
-    window = FeedWindow(store.conn)
+    window = FeedWindow(FeedQuery(store.conn))
     flt = parse_query("root")
     window.set_filter(flt, defer_count=True)
     assert window.counting and window.total == PAGE_ROWS
     assert window.row(0).rowid == feed.window(store.conn, flt, 0, 1)[0].rowid  # type: ignore[union-attr]
     same, bound, query = window.count_query()
-    counted = query(store.conn)
+    counted = query(FeedQuery(store.conn))
     assert window.finish_count(same, bound, counted)
     assert not window.counting and window.total == feed.count(store.conn, flt)
     # a count for a filter that was replaced meanwhile is ignored
@@ -340,15 +359,13 @@ def test_deferred_count_shows_the_first_page_then_the_total(store: EventStore) -
 
 
 async def test_store_reader_reads_in_a_thread_and_falls_back(tmp_path: Any) -> None:
-    from pilot_tui.ui.reader import StoreReader
-
     s = EventStore(tmp_path / "events.db")
     fill_orchestrator(s, 100)
-    reader = StoreReader(s)
+    reader = QueryReader(FeedQuery(s.conn, s.path))
     assert reader.threaded
-    assert await reader.run(lambda conn: feed.count(conn, ViewFilter())) == 100
+    assert await reader.run(lambda q: q.count(ViewFilter())) == 100
     assert [x["sensor"] for x in await reader.sensors()] == [x["sensor"] for x in s.sensors()]
-    reader._conn.close()  # type: ignore[union-attr]  # a broken second connection: fall back, keep answering
-    assert await reader.run(lambda conn: feed.count(conn, ViewFilter())) == 100
+    reader._query._conn.close()  # type: ignore[union-attr]  # a broken second connection: fall back, keep answering
+    assert await reader.run(lambda q: q.count(ViewFilter())) == 100
     assert not reader.threaded
-    assert not StoreReader(EventStore(":memory:")).threaded
+    assert not QueryReader(FeedQuery(EventStore(":memory:").conn, ":memory:")).threaded

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,31 +118,40 @@ class DemoWorld:
 
 @contextmanager
 def demo_world(root: Path | None = None, *, seed: int = 7, walk_ons: bool = True,
-               make_inboxes: bool = True) -> Iterator[DemoWorld]:
+               make_inboxes: bool = True, while_starting: Callable[[], object] | None = None) -> Iterator[DemoWorld]:
     """Start the emulated nodes and build the three engines; stop everything afterwards and remove ``root`` when it
     was made here (a ``root`` passed in keeps its state files and logs; only the emulator's files go).
 
+    The nodes start in a thread while this one imports the engines and runs ``while_starting`` (the demo imports its
+    UI there): their start is mostly waiting for the node processes, so the two overlap instead of adding up.
     ``make_inboxes=False`` leaves the nodes' inbox dirs to their first message, as a daemon does (``python -m bench
     demo`` measures what that costs)."""
-    from pilot_tui.detect import Detector, load_rules
-    from pilot_tui.engines.executor import ExecutorEngine
-    from pilot_tui.engines.oracle import OracleConfig, OracleEngine
-    from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
-    from pilot_tui.pilot.driver import Pilotctl
     from pilot_tui.sim.cluster import SimCluster
-    from pilot_tui.sim.loggen_story import STORY_FILES
-    from pilot_tui.sim.proto import inbox_dir
-    from pilot_tui.sources.multi import open_sources
-    from pilot_tui.store.events import EventStore
-    from pilot_tui.store.outbox import Outbox
 
     own_root = root is None
     root = Path(tempfile.mkdtemp(prefix="pilot-tui-demo-")) if root is None else root
     cluster = SimCluster(root / "sim")
     try:
-        nodes = {n.hostname: n for n in cluster.start(ORACLE, ORCH, EXEC, trust=[(ORACLE, ORCH), (ORCH, EXEC)],
-                                                      parallel=True)}
-        binary = sim_binary()
+        # leaving this block waits for the start to finish, even on an error here, so stop_all() sees every node
+        with ThreadPoolExecutor(1, thread_name_prefix="demo-nodes") as pool:
+            starting = pool.submit(cluster.start, ORACLE, ORCH, EXEC, trust=[(ORACLE, ORCH), (ORCH, EXEC)],
+                                   parallel=True)
+            from pilot_tui.detect import Detector, load_rules
+            from pilot_tui.engines.executor import ExecutorEngine
+            from pilot_tui.engines.oracle import OracleConfig, OracleEngine
+            from pilot_tui.engines.orchestrator import OrchestratorConfig, OrchestratorEngine
+            from pilot_tui.pilot.driver import Pilotctl
+            from pilot_tui.sim.loggen_story import STORY_FILES
+            from pilot_tui.sim.proto import inbox_dir
+            from pilot_tui.sources.multi import open_sources
+            from pilot_tui.store.events import EventStore
+            from pilot_tui.store.outbox import Outbox
+
+            if while_starting is not None:
+                while_starting()
+            rules = load_rules()
+            binary = sim_binary()
+            nodes = {n.hostname: n for n in starting.result()}
         for node in nodes.values() if make_inboxes else ():
             # A daemon creates its inbox dir with the first message; until then an inbox watcher cannot watch it and
             # polls instead — here each poll is a Python pilot-sim process (~0.1 s of CPU), twice a second per node.
@@ -157,13 +168,18 @@ def demo_world(root: Path | None = None, *, seed: int = 7, walk_ons: bool = True
         sources = open_sources([str(logs / name) for name in STORY_FILES], outbox.offsets(), from_start=True)
         oracle = OracleEngine(
             Pilotctl(binary, env=nodes[ORACLE].env), outbox, [sources],
-            Detector(load_rules(), sensor=ORACLE), OracleConfig(peer=ORCH, sensor=ORACLE, connect_timeout=5.0),
+            Detector(rules, sensor=ORACLE), OracleConfig(peer=ORCH, sensor=ORACLE, connect_timeout=5.0),
         )
         executor = ExecutorEngine(
             Pilotctl(binary, env=nodes[EXEC].env), root / "executor.db", backend="dry-run", obey=[ORCH],
             poll_interval=0.5,
         )
-        yield DemoWorld(root, logs, cluster, oracle, orchestrator, executor, nodes, binary, seed, walk_ons)
+        try:
+            yield DemoWorld(root, logs, cluster, oracle, orchestrator, executor, nodes, binary, seed, walk_ons)
+        finally:  # the app (or the caller) has stopped the engines: their state files can be closed
+            orchestrator.store.close()
+            outbox.close()
+            executor.store.close()
     finally:
         cluster.stop_all()
         shutil.rmtree(root if own_root else root / "sim", ignore_errors=True)
@@ -177,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     speed, seed, keep = getattr(args, "speed", 1.0), getattr(args, "seed", 7), getattr(args, "keep", None)
     try:
         root = ensure_private_dir(Path(keep).expanduser()) if keep else None
-        world_cm = demo_world(root, seed=seed)
+        # the UI's imports (Textual, ~0.3 s) run while the emulated nodes start
+        world_cm = demo_world(root, seed=seed, while_starting=lambda: importlib.import_module("pilot_tui.ui.app"))
         world = world_cm.__enter__()
     except (FileNotFoundError, StateError) as exc:
         return fail("demo", str(exc))

@@ -41,7 +41,7 @@ def build_engine(args: argparse.Namespace) -> OrchestratorEngine:
     except ValueError as exc:
         raise PilotError(str(exc), code="bad_key",
                          hint=f"give --key the fingerprint or key the orchestrator prints, or remove {pin_file}") from None
-    engine.follow_pin = pin  # type: ignore[attr-defined]  # read by the engine's follow receiver
+    engine.follow_pin = pin  # read by the engine's follow receiver
     if pin.fingerprint:
         print(f"pilot-tui follow: accepting only what orchestrator key {pin.fingerprint} signed", file=sys.stderr)
     else:
@@ -55,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
         engine = build_engine(args)
     except PilotError as exc:
         return fail("follow", exc.message, exc.hint)
-    return serve(engine, headless=bool(args.headless))
+    return serve(engine, headless=bool(args.headless), keymap=getattr(args, "keymap", None))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pilot_tui import paths
 from pilot_tui.engines import updates as u
 from pilot_tui.engines.oracle import OracleConfig, OracleEngine
+from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.outbox import Outbox
 
@@ -56,7 +57,7 @@ def connect_timeout_from_env(env: Mapping[str, str] | None = None) -> float:
     """``$PILOT_TUI_CONNECT_TIMEOUT`` as seconds (0.1 … 300), or the engine's default; ValueError when malformed."""
     raw = (os.environ if env is None else env).get(CONNECT_TIMEOUT_ENV, "").strip()
     if not raw:
-        return float(OracleConfig.__dataclass_fields__["connect_timeout"].default)
+        return OracleConfig(peer="").connect_timeout
     try:
         value = float(raw)
     except ValueError:
@@ -72,7 +73,7 @@ paths whose tail is random loss; on real 1.18 daemons the tail is the receiver's
 feeds, so it is off by default."""
 
 
-def build_engine(args: argparse.Namespace, *, pilotctl=None) -> OracleEngine:  # type: ignore[no-untyped-def]
+def build_engine(args: argparse.Namespace, *, pilotctl: Pilotctl | None = None) -> OracleEngine:
     """Wire sources, rules, outbox and sender for these arguments (raises ValueError / PilotError / RuleError)."""
     from pilot_tui.detect import Detector, load_rules
     from pilot_tui.sources.multi import open_sources
@@ -127,5 +128,8 @@ def run(args: argparse.Namespace) -> int:
         return run_until_signal(main)
     from pilot_tui.ui.app import make_app
 
-    make_app(oracle=engine, background=[start_report]).run()
+    try:
+        make_app(oracle=engine, background=[start_report], keymap=getattr(args, "keymap", None)).run()
+    finally:
+        engine.outbox.close()  # as headless mode does: pending rows and offsets are already committed
     return 0

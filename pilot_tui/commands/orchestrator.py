@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -67,15 +67,24 @@ def headless_printer() -> Callable[[u.Update], None]:
     return emit
 
 
+def wire_hook(engine: OrchestratorEngine, on_event: str | None) -> Callable[[], Awaitable[None]] | None:
+    """Subscribe the ``--on-event`` consumer to ``engine``'s bus and return its run loop (``None`` without one).
+
+    The one place the hook is wired, so headless and UI mode cannot differ in what the consumer is fed."""
+    if not on_event:
+        return None
+    from pilot_tui.engines.hook import HookRunner, make_applier
+
+    hook = HookRunner(on_event, make_applier(engine), engine.bus)
+    engine.bus.subscribe(hook.on_update)
+    return hook.run
+
+
 async def run_engine(engine: OrchestratorEngine, on_event: str | None) -> None:
     """Run the receivers, plus the ``--on-event`` hook when given."""
-    jobs = [engine.run()]
-    if on_event:
-        from pilot_tui.engines.hook import HookRunner, make_applier
-
-        hook = HookRunner(on_event, make_applier(engine), engine.bus)
-        engine.bus.subscribe(hook.on_update)
-        jobs.append(hook.run())
+    jobs: list[Awaitable[None]] = [engine.run()]
+    if (hook := wire_hook(engine, on_event)) is not None:
+        jobs.append(hook())
     try:
         await asyncio.gather(*jobs)
     finally:
@@ -89,22 +98,22 @@ def run(args: argparse.Namespace) -> int:
         return fail("orchestrator", exc.message, exc.hint)
     except paths.StateError as exc:
         return fail("orchestrator", str(exc))
-    return serve(engine, headless=bool(args.headless), on_event=args.on_event)
+    return serve(engine, headless=bool(args.headless), on_event=args.on_event,
+                 keymap=getattr(args, "keymap", None))
 
 
-def serve(engine: OrchestratorEngine, *, headless: bool, on_event: str | None = None) -> int:
+def serve(engine: OrchestratorEngine, *, headless: bool, on_event: str | None = None,
+          keymap: dict[str, str] | None = None) -> int:
     """Run ``engine`` with the threat-feed UI, or headless (JSON lines); shared with ``pilot-tui follow``."""
     if headless:
         engine.bus.subscribe(headless_printer())
         return run_until_signal(lambda: run_engine(engine, on_event))
     from pilot_tui.ui.app import make_app
 
-    background = []
-    if on_event:
-        from pilot_tui.engines.hook import HookRunner, make_applier
-
-        hook = HookRunner(on_event, make_applier(engine), engine.bus)
-        engine.bus.subscribe(hook.on_update)
-        background.append(hook.run)
-    make_app(orchestrator=engine, background=background).run()
+    hook = wire_hook(engine, on_event)
+    try:
+        make_app(orchestrator=engine, background=[hook] if hook else [], keymap=keymap).run()
+    finally:
+        # the app cancelled the receivers on its way out; closing lets SQLite fold the WAL back into the file
+        engine.store.close()
     return 0

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Literal
 
 CACHE_MAX = 100_000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+Resolved = tuple[str, str] | Literal[False] | None
+"""What :meth:`AddressBook.resolve` gives: ``(address, key)``, ``False`` (allowlisted) or ``None`` (no address)."""
 
 
 class AddressError(ValueError):
@@ -48,9 +52,9 @@ class AddressBook:
         self._v4 = tuple(n for n in self.networks if n.version == 4)
         self._v6 = tuple(n for n in self.networks if n.version == 6)
         self.group_ipv6_64 = group_ipv6_64
-        self._cache: dict[str, tuple[str, str] | bool | None] = {}
+        self._cache: dict[str, Resolved] = {}
 
-    def resolve(self, text: str) -> tuple[str, str] | bool | None:
+    def resolve(self, text: str) -> Resolved:
         """``(address, key)``, ``False`` if allowlisted, ``None`` if ``text`` is not an IP address."""
         cache = self._cache
         if text in cache:
@@ -64,7 +68,7 @@ class AddressBook:
         """True when ``text`` is an address inside the allowlist."""
         return self.resolve(text) is False
 
-    def _resolve(self, text: str) -> tuple[str, str] | bool | None:
+    def _resolve(self, text: str) -> Resolved:
         try:
             addr = ipaddress.ip_address(text.strip("[]"))
         except ValueError:

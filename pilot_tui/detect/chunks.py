@@ -5,26 +5,26 @@ decodes them.
 from __future__ import annotations
 
 import gzip
+import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 DEFAULT_CHUNK = 8 * 1024 * 1024
 """Bytes read per chunk: big enough that per-chunk overhead vanishes, small enough to stay cache- and RAM-friendly."""
 
 
-def open_log(path: str | Path) -> IO[bytes]:
+def open_log(path: str | Path) -> io.BufferedIOBase:
     """Open a log for binary reading, transparently gunzipping (by magic bytes, whatever the name)."""
     raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
     magic = raw.read(2)
     raw.seek(0)
     if magic == b"\x1f\x8b":
         raw.close()  # GzipFile never closes a fileobj it was handed: let it open (and close) the file itself
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(path, "rb")
     return raw
 
 
-def iter_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[str, int]]:
+def iter_chunks(stream: io.BufferedIOBase, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[str, int]]:
     """Decoded chunks that end on a line boundary (the last may lack a final newline), with their byte sizes.
 
     Invalid UTF-8 becomes U+FFFD, CRLF becomes LF — exactly what the line-by-line path sees (a chunk always ends
@@ -34,7 +34,7 @@ def iter_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[
         yield decode(piece), len(piece)
 
 
-def iter_raw_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Iterator[memoryview]:
+def iter_raw_chunks(stream: io.BufferedIOBase, chunk_size: int = DEFAULT_CHUNK) -> Iterator[memoryview]:
     """The bytes of :func:`iter_chunks`' chunks, undecoded: views of one reused buffer, valid until the next one.
 
     Bytes are read into that buffer and handed on from it: no per-chunk copies. A line longer than the buffer
@@ -49,7 +49,7 @@ def iter_raw_chunks(stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK) -> Itera
                 view.release()
                 buf += bytes(len(buf))
                 view = memoryview(buf)
-            got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+            got = stream.readinto(view[filled:])
             if not got:
                 break
             filled += got

@@ -30,7 +30,7 @@ from pilot_tui.model import ThreatEvent, ValidationError, make_event
 from .addr import AddressBook
 from .events import MAX_USER_CHARS, EventFactory, event_log
 from .multiline import UNTRACKED, Connections, kind_of
-from .rules import FilterSpec, Regex, Rule, RuleSet, compile_regex
+from .rules import FilterSpec, Match, Regex, Rule, RuleSet, compile_regex
 from .timeparse import FUTURE_SLACK, SECONDS, LineClock, iso_utc
 from .window import DEFAULT_MAX_KEYS, RulePlan, Tracker
 
@@ -83,17 +83,17 @@ class CompiledFilter:
         parts = [f"(?:{_rename_groups(p.regex, i)})(?P<_b{i}>)" for i, p in enumerate(spec.patterns)]
         # user filters run on RE2 (linear time), built-in packs on re: see rules.compile_regex
         self.rx: Regex = compile_regex(spec, spec.prefix + "(?:" + "|".join(parts) + ")")
-        index = self.rx.groupindex
+        groupindex = self.rx.groupindex
         rules = list(rules)
         self.branches: dict[int, PatternInfo] = {}
         # match.lastindex -> the branch's PatternInfo and its fields, unpacked in one step on the hot path
         self.by_index: list[Branch | None] = [None] * (self.rx.groups + 1)
-        self.conn = index.get("conn", -1)
+        self.conn = groupindex.get("conn", -1)
         """Group of the connection id (sshd's pid) when the filter ties lines of a connection together, else -1."""
         for i, p in enumerate(spec.patterns):
 
             def group(name: str, i: int = i) -> int:
-                return index.get(f"_g{i}_{name}", index.get(name, -1))
+                return groupindex.get(f"_g{i}_{name}", groupindex.get(name, -1))
 
             mine = tuple(
                 (plan, group(plan.rule.distinct) if plan.rule.distinct else -1)
@@ -109,8 +109,8 @@ class CompiledFilter:
                 p.login,
                 mine,
             )
-            self.branches[index[f"_b{i}"]] = info
-            self.by_index[index[f"_b{i}"]] = (
+            self.branches[groupindex[f"_b{i}"]] = info
+            self.by_index[groupindex[f"_b{i}"]] = (
                 info,
                 info.ip,
                 info.user,
@@ -217,7 +217,7 @@ class Detector:
     def _count(
         self,
         cf: CompiledFilter,
-        found: Iterable[tuple[re.Match[str], str]],
+        found: Iterable[tuple[Match, str]],
         log: str,
         ref: float,
         out: list[ThreatEvent],
@@ -245,7 +245,7 @@ class Detector:
         judge = conns.judge if conns is not None else None
         conn_group = cf.conn
         for m, line in found:
-            info, ip_group, user_group, repeat_group, count_group, login, plans, kind = by_index[m.lastindex]  # type: ignore[index,misc]
+            info, ip_group, user_group, repeat_group, count_group, login, plans, kind = by_index[m.lastindex]  # type: ignore[index,misc]  # a match always closes its branch marker: lastindex set, entry filled
             info.hits += 1
             addr = key_ip = None
             text = m.group(ip_group) if ip_group >= 0 else None
@@ -286,12 +286,12 @@ class Detector:
                     weight = min(weight * int(cnt), MAX_REPEAT)
             if weight <= 0:
                 continue
+            ts: float | None  # the event's time: None only until the fallback to ``ref`` below
             pair = minutes.get(line[:12])  # LineClock.line_time's own lookups, without the calls
-            sec = SECONDS.get(line[13:15]) if pair else None
-            if sec is not None:
-                ts = pair[0] + sec  # type: ignore[index]
+            if pair is not None and (sec := SECONDS.get(line[13:15])) is not None:
+                ts = pair[0] + sec
                 if ts > late:
-                    ts = pair[1] + sec  # type: ignore[index]
+                    ts = pair[1] + sec
             else:
                 ts = line_time(line, ref)
                 if ts is None:

@@ -381,6 +381,7 @@ def _encoded(text: str) -> tuple[bytes, _Offsets | None]:
     last = _last
     if last is not None and last[0] is text:
         return last[1], last[2]
+    entry: tuple[str, bytes, _Offsets | None]
     if text.isascii():
         entry = (text, text.encode("ascii"), None)
     else:

@@ -79,7 +79,7 @@ class Connections:
             if kind & SUCCESS:
                 state.pending = False
             if kind & CLOSES:
-                del self._open[conn]  # type: ignore[arg-type]
+                del self._open[conn]  # type: ignore[arg-type]  # state is not None only when conn is not None
         elif conn is not None and not kind & CLOSES:
             state = _Conn(ip, user)
             opened = self._open

@@ -184,7 +184,7 @@ def load_rules(packs: Iterable[str] = BUILTIN_PACKS, rules_file: str | Path | No
         if pack not in BUILTIN_PACKS:
             raise RuleError(f"unknown rule pack {pack!r}; built-in packs: {', '.join(BUILTIN_PACKS)}")
         text = (
-            resources.files("pilot_tui.detect").joinpath("packs", f"{pack}.toml").read_text(encoding="utf-8")
+            (resources.files("pilot_tui.detect") / "packs" / f"{pack}.toml").read_text(encoding="utf-8")
         )
         f, r = parse_pack(text, pack, source=f"built-in pack {pack}", builtin=True)
         filters += f
@@ -446,6 +446,9 @@ def pcre_to_python(regex: str) -> str:
 Regex = re.Pattern[str] | linear.LinearPattern
 """A compiled filter or pattern: both offer ``search``, ``match``, ``finditer``, ``groups``, ``groupindex`` and
 matches with ``group``, ``start``, ``end`` and ``lastindex``."""
+
+Match = re.Match[str] | linear.LinearMatch
+"""A match of a :data:`Regex`."""
 
 
 def compile_regex(spec: FilterSpec, regex: str) -> Regex:

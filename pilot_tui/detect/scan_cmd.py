@@ -26,7 +26,7 @@ from typing import TextIO
 
 import orjson
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -166,7 +166,7 @@ class Column:
     ``wrap`` lets its text wrap. Columns that neither wrap nor drop (addresses, times) are never cut."""
 
     header: str
-    justify: str = "left"
+    justify: JustifyMethod = "left"
     wrap: bool = False
     drop: int = 0
 
@@ -192,7 +192,7 @@ def fitted_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[
         col = columns[i]
         table.add_column(
             col.header,
-            justify=col.justify,  # type: ignore[arg-type]
+            justify=col.justify,
             no_wrap=not col.wrap,
             overflow="fold" if col.wrap else "ellipsis",
         )

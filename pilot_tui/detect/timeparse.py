@@ -21,6 +21,7 @@ Parsed keys are cached (a log has far fewer distinct seconds than lines); the ca
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 CACHE_MAX = 200_000
 """Entries per cache before it is cleared (each entry is a short string and a float or two)."""
@@ -132,7 +133,7 @@ class LineClock:
     def _syslog_time(self, key: str, ref: float) -> float | None:
         """Cached per minute (a week of logs has ~10k minutes but ~600k seconds); seconds are added after."""
         cache = self.minutes_for(ref)
-        pair = cache.get(key[:12], False)
+        pair: tuple[float, float] | Literal[False] | None = cache.get(key[:12], False)
         if pair is False:
             if len(cache) >= CACHE_MAX:
                 cache.clear()

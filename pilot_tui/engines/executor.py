@@ -64,6 +64,7 @@ from .executor_policy import Refusal, check_duration, check_target, own_addresse
 from .executor_replies import ReplySender
 from .firewall import Firewall, FirewallError
 from .mitigation import MitigationError, MitigationRequest, MitigationResult
+from .queries import ExecutorQuery
 from .updates import Notice, Update, UpdateBus
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,8 @@ class ExecutorEngine:
         self.max_duration_s = max_duration_s
         self.default_duration_s = default_duration_s
         self.store = BlockStore(state_db_path)
+        self.query = ExecutorQuery(self.store)
+        """What a view reads of the block store (read-only)."""
         self.bus = UpdateBus()
         self.replies = ReplySender(pilotctl, self.store, self.bus, clock=clock, max_age_s=reply_max_age_s)
         self.watcher = InboxWatcher(pilotctl, seen=self.store.is_processed, poll_interval=poll_interval,
@@ -468,10 +471,10 @@ class ExecutorEngine:
                 return await self._block(msg, req, now)
             return await self._unblock(msg, req)
 
-    def _result(self, rid: str | None, action: str | None, ip: str | None, status: str, detail: str,
+    def _result(self, rid: str | None, action: str | None, ip: str | None, status: mt.Status, detail: str,
                 expires_at: float | None = None) -> MitigationResult:
         return MitigationResult(
-            request_id=rid or "", ip=ip or "", action=action or "", status=status,  # type: ignore[arg-type]
+            request_id=rid or "", ip=ip or "", action=action or "", status=status,
             backend=self.firewall.name, detail=detail, expires_at=mt.utc_iso(expires_at) if expires_at else None,
             executor=self.hostname)
 
@@ -502,7 +505,7 @@ class ExecutorEngine:
         result = self._result(req.request_id, req.action, req.ip, "failed", str(exc))
         return self._record(msg, req.request_id, req.action, req.ip, result, argv=[exc.argv] if exc.argv else None)
 
-    def _applied(self, msg: InboxMessage, req: MitigationRequest, status: str, detail: str, argv: list[list[str]],
+    def _applied(self, msg: InboxMessage, req: MitigationRequest, status: mt.Status, detail: str, argv: list[list[str]],
                  expires_at: float | None, **changes: Any) -> MitigationResult:
         result = self._result(req.request_id, req.action, req.ip, status, detail, expires_at)
         self.bus.emit(xu.ActionApplied(self._clock(), req.request_id, msg.sender.lower(), req.action, req.ip, status,
@@ -652,11 +655,11 @@ class ExecutorEngine:
             self._store_failed(fault)
             raise
 
-    def _operator_result(self, block: Block, action: str, status: str, detail: str, expires_at: float | None,
+    def _operator_result(self, block: Block, action: str, status: mt.Status, detail: str, expires_at: float | None,
                          argv: list[list[str]] | None = None) -> MitigationResult:
         """The result of an operator action, also emitted as the usual typed update (``sender`` = operator)."""
         result = MitigationResult(block.request_id, block.ip, "unblock" if action == "unblock" else "block",
-                                  status, block.backend, detail,  # type: ignore[arg-type]
+                                  status, block.backend, detail,
                                   mt.utc_iso(expires_at) if expires_at else None, self.hostname)
         if status != "failed":
             self.bus.emit(xu.ActionApplied(self._clock(), block.request_id, OPERATOR, action, block.ip, status,
@@ -671,7 +674,12 @@ class ExecutorEngine:
         async with self._lock:
             self._flush_unsaved()
             now = self._clock()
-            for block in self.store.due_blocks(now):
+            due = self.store.due_blocks(now)
+            # a retry for a block no longer due (lifted or extended by `executor --unblock/--extend` from another
+            # process) is dropped, or its past retry time would wake the expiry loop 20 times a second
+            for ip in self._expiry_retry.keys() - {block.ip for block in due}:
+                del self._expiry_retry[ip]
+            for block in due:
                 if self._expiry_retry.get(block.ip, 0.0) > now:
                     continue
                 try:

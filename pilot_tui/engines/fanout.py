@@ -145,7 +145,7 @@ def _outcome_from(obj: dict[str, Any]) -> OutcomeNote:
         raise ValueError(f"unknown outcome status {printable(str(status))[:40]!r}")
     if not isinstance(detail, str) or len(detail) > MAX_DETAIL_CHARS:
         raise ValueError(f"outcome detail must be text of at most {MAX_DETAIL_CHARS} characters")
-    return OutcomeNote(request_id, event_id, ip, status, printable(detail))
+    return OutcomeNote(request_id, event_id, ip, status, detail)  # escaped where shown (model.printable), once
 
 
 def _triage_from(obj: dict[str, Any]) -> TriageNote:
@@ -160,7 +160,7 @@ def _triage_from(obj: dict[str, Any]) -> TriageNote:
         raise ValueError(f"triage note must be text of at most {MAX_NOTE_CHARS} characters")
     if not isinstance(by, str) or not 0 < len(by) <= MAX_BY_CHARS:
         raise ValueError(f"triage 'by' must be a name of 1-{MAX_BY_CHARS} characters")
-    return TriageNote(tuple(ids), state, printable(note) if note else None, printable(by))
+    return TriageNote(tuple(ids), state, note or None, by)  # escaped where shown (model.printable), once
 
 
 SIGNED_SCHEMA = "pilot-tui.signed/1"

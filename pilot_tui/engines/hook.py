@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from pilot_tui.aiotime import within
+from pilot_tui.backoff import Backoff
 from pilot_tui.model import ThreatEvent
 from pilot_tui.subproc import kill_and_reap, spawn
 
@@ -113,14 +114,17 @@ class HookRunner:
 
     async def run(self) -> None:
         """Keep the consumer running until cancelled."""
-        backoff = 0.5
+        backoff = Backoff(0.5, 30.0)
         while True:
             started = time.monotonic()
             detail = await self._run_once()
             self.restarts += 1
-            self._bus.emit(u.Notice(at=time.time(), level="warning", message=f"on-event hook {detail}; restarting"))
-            backoff = 0.5 if time.monotonic() - started > 10 else min(backoff * 2, 30.0)
-            await asyncio.sleep(backoff)
+            if time.monotonic() - started > 10:  # it worked for a while: this is a new failure, not the same one
+                backoff.reset()
+            delay = backoff.next_delay()
+            self._bus.emit(u.Notice(at=time.time(), level="warning",
+                                    message=f"on-event hook {detail}; restarting in {delay:.1f} s"))
+            await asyncio.sleep(delay)
 
     async def _run_once(self) -> str:
         try:

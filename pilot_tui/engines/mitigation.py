@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import orjson
 
@@ -222,6 +222,16 @@ class MitigationResult:
         return orjson.dumps(self.to_dict())
 
 
+def is_action(value: str) -> TypeGuard[Action]:
+    """``value`` is one of :data:`ACTIONS` (and so, for the type checker, an :data:`Action`)."""
+    return value in ACTIONS
+
+
+def is_status(value: str) -> TypeGuard[Status]:
+    """``value`` is one of :data:`STATUSES` (and so, for the type checker, a :data:`Status`)."""
+    return value in STATUSES
+
+
 def parse_request(data: bytes | str) -> MitigationRequest:
     """Decode and validate a request; raise :class:`MitigationError` (never anything else) when it is not one."""
     obj = _decode(data)
@@ -232,7 +242,7 @@ def parse_request(data: bytes | str) -> MitigationRequest:
                               **salvage)
     request_id = _str(obj, "request_id", required=True, limit=128, pattern=ID_RE, salvage=salvage) or ""
     action = _str(obj, "action", required=True, limit=16, salvage=salvage) or ""
-    if action not in ACTIONS:
+    if not is_action(action):
         raise MitigationError("bad_value", f"action must be block or unblock, got {safe_text(action, 32)!r}",
                               **salvage)
     raw_ip = _str(obj, "ip", required=True, limit=64, salvage=salvage) or ""
@@ -258,7 +268,7 @@ def parse_request(data: bytes | str) -> MitigationRequest:
         raise MitigationError("bad_value", f"valid_s {valid_s} out of range (1..{MAX_VALID_S})", **salvage)
     return MitigationRequest(
         request_id=request_id,
-        action=action,  # type: ignore[arg-type]  # checked against ACTIONS above
+        action=action,
         ip=ip,
         duration_s=duration,
         event_id=_str(obj, "event_id", required=False, limit=128, pattern=ID_RE, salvage=salvage),
@@ -302,7 +312,7 @@ def parse_result(data: bytes | str) -> MitigationResult:
     if "request_id" not in obj:  # present, but may be "": the refusal of a request whose id was unreadable
         raise MitigationError("missing_field", "request_id is required", **salvage)
     status = _str(obj, "status", required=True, limit=32, salvage=salvage) or ""
-    if status not in STATUSES:
+    if not is_status(status):
         raise MitigationError("bad_value", f"status must be one of {', '.join(STATUSES)}, got "
                               f"{safe_text(status, 32)!r}", **salvage)
     expires_at = _str(obj, "expires_at", required=False, limit=40, salvage=salvage)
@@ -319,11 +329,13 @@ def parse_result(data: bytes | str) -> MitigationResult:
             return ""
         return _str(obj, key, required=False, limit=128, salvage=salvage) or ""
 
+    # kept as sent (only cut): whatever shows them escapes them once (model.printable); escaping here too would
+    # double every backslash on screen
     return MitigationResult(
-        request_id=safe_text(opt("request_id")), ip=safe_text(opt("ip"), 64), action=safe_text(opt("action"), 16),
-        status=status,  # type: ignore[arg-type]  # checked against STATUSES above
-        backend=safe_text(opt("backend"), 32), detail=safe_text(detail or "", 1000), expires_at=expires_at,
-        executor=safe_text(opt("executor"), 64),
+        request_id=opt("request_id"), ip=opt("ip")[:64], action=opt("action")[:16],
+        status=status,
+        backend=opt("backend")[:32], detail=(detail or "")[:1000], expires_at=expires_at,
+        executor=opt("executor")[:64],
     )
 
 

@@ -28,6 +28,7 @@ from pilot_tui.store.db import StoreFault, rerun_on_fault, until_stored
 from pilot_tui.store.outbox import Outbox
 
 from . import updates as u
+from .queries import OracleQuery
 from .sender import Sender
 
 DETECT_SLICE_S = 0.05
@@ -91,6 +92,8 @@ class OracleEngine:
         self.sender = Sender(pilotctl, outbox, self.bus, peer=config.peer, port=config.port,
                              transport=config.transport, connect_timeout=config.connect_timeout,
                              hedge=config.hedge)
+        self.query = OracleQuery(self.sender, outbox)
+        """What a view reads of the sender and outbox (read-only)."""
         self.lines_read = 0
         self.detections = 0
         self.recent: deque[ThreatEvent] = deque(maxlen=500)
@@ -98,6 +101,14 @@ class OracleEngine:
         self.outbox_fault: str | None = None
         """Why the outbox cannot be written (one line), or ``None`` while it works."""
         self._fault_since = 0.0
+
+    def set_paused(self, paused: bool) -> None:
+        """Hold (or resume) sending; detections keep going to the outbox meanwhile."""
+        self.sender.set_paused(paused)
+
+    def retry_now(self) -> str:
+        """Cut the sender's backoff short; one line saying what happens now (see ``Sender.retry_now``)."""
+        return self.sender.retry_now()
 
     def source_stats(self) -> list[Any]:
         """Live per-file stats from every source (for the files panel)."""

@@ -31,18 +31,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilot_tui.aiotime import within
+from pilot_tui.backoff import Backoff
 from pilot_tui.model import Rejected, decode_payload
 from pilot_tui.pilot.driver import InboxMessage, Pilotctl
-from pilot_tui.pilot.errors import PilotError, Timeout
+from pilot_tui.pilot.errors import PilotError
 from pilot_tui.pilot.inbox import InboxWatcher
-from pilot_tui.pilot.names import ADDRESS_RE
 from pilot_tui.pilot.stream import StreamConn, open_stream_listener, read_payload
 from pilot_tui.store.db import StoreFault, until_stored
 from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
 from .fanout import DEFAULT_TOPIC, KeyPin, OutcomeNote, Publisher, Unverified, follow, parse_shared
-from .mitigation import MitigationError, MitigationRequest, MitigationResult, message_kind, parse_result
+from .mitigation import MitigationResult, message_kind
+from .orchestrator_mitigation import Mitigator
+from .queries import OrchestratorQuery
 from .receiver import build_ack, build_unstored, payload_complete, whole_lines
 
 log = logging.getLogger(__name__)
@@ -52,15 +54,6 @@ RECEIVER_OF = {"stream": "stream", "message": "inbox", "subscribe": "follow"}
 
 STORE_FED = ("stream", "inbox", "follow")
 """Receivers that store what they take: shown ``degraded`` while the event store is failing."""
-
-NEXT_STATUSES = {
-    "requested": ("applied", "already_applied", "refused", "failed"),
-    "sent": ("applied", "already_applied", "refused", "failed"),
-    "applied": ("expired",),
-    "already_applied": ("expired",),
-}
-"""Which executor answer may follow a mitigation's current status (anything else is not an answer we wait for)."""
-
 
 @dataclass(slots=True)
 class OrchestratorConfig:
@@ -109,6 +102,10 @@ class OrchestratorConfig:
 class OrchestratorEngine:
     """Runs the receivers and applies analyst intents. One instance per orchestrator process."""
 
+    follow_pin: KeyPin
+    """The orchestrator key a follower accepts: set by ``pilot-tui follow`` before it runs, else created on first
+    use (read with ``__dict__.setdefault``, so an unset one is never an AttributeError)."""
+
     def __init__(self, pilotctl: Pilotctl, store: EventStore, config: OrchestratorConfig | None = None) -> None:
         self.pilotctl = pilotctl
         self.store = store
@@ -121,7 +118,6 @@ class OrchestratorEngine:
         self._slots = asyncio.Semaphore(self.config.max_connections)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._gap_checks: set[asyncio.TimerHandle] = set()
-        self._exec_addr: str | None = None
         self.store_fault: str | None = None
         """Why the event store is failing (one line), or ``None`` while it works."""
         self._fault_since = 0.0
@@ -131,6 +127,11 @@ class OrchestratorEngine:
             Publisher(pilotctl, self.config.publish_to, self.config.topic, self._reporter("publish"))
             if self.config.publish_to else None
         )
+        self.mitigations = Mitigator(pilotctl, store, self.bus, self.config, set_state=self._set_state,
+                                     quarantine=self._quarantine, publisher=self.publisher)
+        """Requests to the executor and its answers (``mitigate`` forwards to it)."""
+        self.query = OrchestratorQuery(store)
+        """What a view reads (read-only; views never touch the store itself)."""
 
     # -- running ---------------------------------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class OrchestratorEngine:
 
         A :class:`StoreFault` is the store's, not the receiver's: it shows as ``degraded`` (not a restart) and the
         receiver comes back after the same back-off."""
-        failures = 0
+        backoff = Backoff(0.4, 5.0, immediate=1)
         while True:
             started = time.monotonic()
             detail: str | None
@@ -193,11 +194,13 @@ class OrchestratorEngine:
                 detail = exc.one_line()
             except Exception as exc:  # never let a receiver die for good
                 detail = f"{type(exc).__name__}: {exc}"
-            failures = failures + 1 if time.monotonic() - started < 5 else 0
+            if time.monotonic() - started >= 5:
+                backoff.reset()
+            delay = backoff.next_delay()
             if detail is not None:
                 restarts = self.receivers[name].restarts + 1 if name in self.receivers else 1
                 self._set_receiver(name, state="restarting", detail=detail, restarts=restarts)
-            await asyncio.sleep(min(5.0, 0.1 * (2 ** min(failures, 6))) if failures > 1 else 0)
+            await asyncio.sleep(delay)
 
     def _store_failed(self, fault: StoreFault) -> None:
         """The event store refused a write (or a read): show every receiver that stores as ``degraded`` with the
@@ -275,9 +278,7 @@ class OrchestratorEngine:
             return
         self._set_receiver("follow", last_message_at=time.time())
         if isinstance(note, OutcomeNote):
-            self.store.record_mitigation(note.request_id, note.event_id, note.source_ip, note.status, note.detail)
-            self.bus.emit(u.MitigationUpdate(at=time.time(), request_id=note.request_id, source_ip=note.source_ip,
-                                             status=note.status, detail=note.detail))
+            self.mitigations.take_followed(note)
             return
         self.store.set_state(note.ids, note.state, note=note.note, by=f"{note.by} via {self.config.follow}")
         self.bus.emit(u.TriageChanged(at=time.time(), ids=note.ids, state=note.state, note=note.note))
@@ -364,12 +365,7 @@ class OrchestratorEngine:
                     with contextlib.suppress(PilotError):
                         msg = await self.pilotctl.inbox_read(msg.inbox_id or msg.message_id)
                 data = msg.body()
-                result: MitigationResult | None = None
-                if data.strip() and message_kind(data) == "result":
-                    try:
-                        result = parse_result(data)
-                    except MitigationError as exc:
-                        self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"bad mitigation result: {exc}"))
+                result = self.mitigations.read_result(data)
                 # held until stored and marked processed, however long the store fails: it is never pruned unstored
                 await until_stored(functools.partial(self._take_message, msg, data, result), self._store_failed)
                 self._store_ok()
@@ -389,7 +385,7 @@ class OrchestratorEngine:
             self._quarantine(Rejected(0, "unreadable", f"inbox message {msg.message_id} of {msg.size} "
                                       "bytes could not be read", b""), sender=msg.sender, transport="message")
         elif result is not None:
-            self._apply_result(result, sender=msg.sender, raw=data)
+            self.mitigations.take_result(result, sender=msg.sender, raw=data)
         elif message_kind(data) != "result":
             self.ingest_payload(data, sender=msg.sender, transport="message")
         self.store.mark_inbox_seen(msg.message_id)
@@ -459,7 +455,7 @@ class OrchestratorEngine:
         handle: asyncio.TimerHandle | None = None
 
         def check() -> None:
-            self._gap_checks.discard(handle)  # type: ignore[arg-type]
+            self._gap_checks.discard(handle)
             self._report_gap(sensor, first, last)
 
         handle = loop.call_later(self.config.gap_grace_s, check)
@@ -510,100 +506,9 @@ class OrchestratorEngine:
         return changed
 
     async def mitigate(self, event_id: str, *, duration_s: int | None = None, wait_s: float = 3.0) -> str:
-        """Ask the executor to block the event's source IP. Returns the request id; the outcome arrives as a
-        :class:`~pilot_tui.engines.updates.MitigationUpdate` (at once if the executor answers within ``wait_s``,
-        else when its reply reaches our inbox). Raises ``ValueError`` when mitigation is impossible."""
-        if not self.config.exec_node:
-            raise ValueError("no executor configured: start the orchestrator with --exec-node HOST")
-        stored = self.store.get(event_id)
-        if stored is None:
-            raise ValueError(f"unknown event {event_id}")
-        ip = stored.event.source_ip
-        request = MitigationRequest.new(
-            "block", ip, duration_s=duration_s or self.config.mitigation_duration_s, event_id=event_id,
-            reason=stored.event.anomaly, requested_by=self.config.analyst or "analyst",
-        )
-        self._mitigation_status(request.request_id, event_id, ip, "requested", f"asking {self.config.exec_node}")
-        self._set_state([event_id], "mitigating", by=self.config.analyst or "analyst")
-        try:
-            target = await self._exec_address()
-        except PilotError as exc:
-            self._mitigation_status(request.request_id, event_id, ip, "failed",
-                                    f"cannot find {self.config.exec_node}: {exc.one_line()}")
-            self._set_state([event_id], "new", by=self.config.analyst or "analyst")
-            return request.request_id
-        self.store.record_mitigation_target(request.request_id, target)
-        try:
-            ack = await self.pilotctl.send_message(target, request.encode(), msg_type="json", wait=wait_s)
-        except Timeout:
-            self._mitigation_status(request.request_id, event_id, ip, "sent", "delivered; waiting for the executor")
-            return request.request_id
-        except PilotError as exc:
-            self._mitigation_status(request.request_id, event_id, ip, "failed", exc.one_line())
-            self._set_state([event_id], "new", by=self.config.analyst or "analyst")
-            return request.request_id
-        if ack.reply is not None:
-            data = ack.reply.get("data")
-            raw = str(data).encode() if data is not None else b""
-            try:
-                result = parse_result(raw)
-            except MitigationError:
-                pass  # not a result we understand: the inbox copy of the reply gets another chance
-            else:
-                self._apply_result(result, sender=str(ack.reply.get("from") or ""), raw=raw)
-                return request.request_id
-        self._mitigation_status(request.request_id, event_id, ip, "sent", "delivered; waiting for the executor")
-        return request.request_id
-
-    async def _exec_address(self) -> str:
-        """The exec node's Pilot address (resolved once per run when given as a hostname): requests go there, and
-        only an answer from there counts."""
-        exec_node = self.config.exec_node or ""
-        if self._exec_addr is None:
-            self._exec_addr = exec_node if ADDRESS_RE.match(exec_node) else str(
-                (await self.pilotctl.find(exec_node)).get("address") or exec_node)
-        return self._exec_addr
-
-    def _apply_result(self, result: MitigationResult, *, sender: str, raw: bytes = b"") -> None:
-        """Take an executor's answer — only from the node the request went to, for a request we made, for its IP,
-        and once per step (``requested``/``sent`` → an outcome; an applied block → ``expired``). Anything else is
-        quarantined with the reason: a trusted peer that reads a request id off the feed must not be able to mark an
-        event mitigated."""
-        known = self.store.mitigation(result.request_id)
-        if known and known["status"] == result.status and known["detail"] == result.detail:
-            return  # the same answer again: once through --wait, once more through the inbox
-        target = self.store.mitigation_target(result.request_id)
-        problem = ""
-        if known is None or target is None:
-            problem = f"answers request {result.request_id[:40]}, which this orchestrator never sent"
-        elif sender.lower() != target.lower():
-            problem = f"came from {sender or 'an unknown sender'}, but request {result.request_id} went to {target}"
-        elif result.ip != known["source_ip"]:
-            problem = f"is for {result.ip}, but request {result.request_id} was for {known['source_ip']}"
-        elif result.status not in NEXT_STATUSES.get(known["status"], ()):
-            problem = f"says {result.status!r} after {known['status']!r} for request {result.request_id}"
-        if problem:
-            self._quarantine(Rejected(0, "unexpected_result", f"mitigation result {problem}", raw or result.encode()),
-                             sender=sender, transport="message")
-            self.bus.emit(u.Notice(at=time.time(), level="warning", message=f"ignored a mitigation result that "
-                                   f"{problem}"))
-            return
-        assert known is not None
-        event_id = known["event_id"]
-        # the event's state first: if the store fails in between, the answer is taken again in full (the status
-        # written last is what makes a repeat of the same answer a no-op above)
-        if event_id and result.status in ("applied", "already_applied"):
-            self._set_state([event_id], "mitigated", by=f"executor:{result.executor}")
-        elif event_id and result.status in ("refused", "failed"):
-            self._set_state([event_id], "new", by=f"executor:{result.executor}")
-        self._mitigation_status(result.request_id, event_id, result.ip, result.status, result.detail)
-
-    def _mitigation_status(self, request_id: str, event_id: str, ip: str, status: str, detail: str) -> None:
-        self.store.record_mitigation(request_id, event_id, ip, status, detail)
-        self.bus.emit(u.MitigationUpdate(at=time.time(), request_id=request_id, source_ip=ip, status=status,
-                                         detail=detail))
-        if self.publisher is not None:
-            self.publisher.offer_outcome(request_id, event_id, ip, status, detail)
+        """Ask the executor to block the event's source IP (see :meth:`Mitigator.mitigate`); returns the request
+        id. Raises ``ValueError`` when mitigation is impossible."""
+        return await self.mitigations.mitigate(event_id, duration_s=duration_s, wait_s=wait_s)
 
     # -- trust -------------------------------------------------------------------------------------------------
 

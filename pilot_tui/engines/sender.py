@@ -39,14 +39,15 @@ corrupt, for other lines) is never "silent": the rows are resent and the status 
 from __future__ import annotations
 
 import asyncio
-import random
 import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
+from pilot_tui.backoff import Backoff
 from pilot_tui.pilot.driver import Pilotctl
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.outbox import Outbox, OutboxRow
@@ -177,15 +178,14 @@ class Sender:
         self.port = port
         self.transport = transport
         self.connect_timeout = connect_timeout
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.backoff = Backoff(backoff_base, backoff_cap)
+        """Waits between failed sends; its ``failures`` are the failures in a row."""
         self.batch_events = batch_events
         self.batch_bytes = batch_bytes
         self.inflight = max(1, inflight)
         self.hedge = hedge
         self.paused = False
         self.peer_state = "unknown"
-        self.failures = 0
         self.hedges = 0
         """Batches sent a second time because the first send was slow (shown in the status)."""
         self._wake = asyncio.Event()
@@ -209,7 +209,7 @@ class Sender:
         paused nothing is sent, and saying "retrying" would be a lie)."""
         if self.paused:
             return "sending is paused: nothing is sent until you resume it (p)"
-        self.failures = 0
+        self.backoff.reset()
         self._retry_at = 0.0
         self._wake.set()
         pending = self.outbox.depth()
@@ -229,6 +229,11 @@ class Sender:
         peer is not shown ``unknown`` until the first send; ignored once a send has said anything."""
         if self.peer_state in ("unknown", "checking"):
             self._set_peer(state, detail)
+
+    @property
+    def failures(self) -> int:
+        """Failed sends in a row (0 once one succeeds or the operator retries now)."""
+        return self.backoff.failures
 
     @property
     def in_flight(self) -> int:
@@ -361,7 +366,7 @@ class Sender:
         self._drop(flight)
         elapsed = time.monotonic() - flight.started
         self._times.append(elapsed / max(1.0, len(flight.payload) / 1024))
-        self.failures = 0
+        self.backoff.reset()
         self._set_peer("reachable", "")
         if settlement is None:  # message transport: the receiving daemon has it
             n, ack, dups, rejected = self.outbox.mark_delivered(flight.ids, "daemon-ack"), "daemon-ack", 0, 0
@@ -376,23 +381,19 @@ class Sender:
 
     def _fail(self, flight: _Flight, exc: PilotError) -> None:
         self._drop(flight)
-        self.failures += 1
         self.outbox.mark_failed(flight.ids, exc.one_line())
         self._set_peer(PEER_STATE_BY_CODE.get(exc.code, "unreachable"), exc.one_line())
-        retry = self.next_backoff()
-        self._retry_at = time.monotonic() + retry
+        # Another flight's failure may already hold sending off for longer: the wait only ever grows here, and
+        # what is reported is the time until :meth:`_launch_ready` really sends again.
+        now = time.monotonic()
+        self._retry_at = max(self._retry_at, now + self.backoff.next_delay())
         self._emit_result(flight, False, "none", error_code=exc.code, error=exc.message, hint=exc.hint,
-                          retry_in_s=retry)
+                          retry_in_s=self._retry_at - now)
 
     def _drop(self, flight: _Flight) -> None:
         self._flights.remove(flight)
         for task in flight.tasks:
             task.cancel()  # a hedge twin still running: its answer is no longer needed
-
-    def next_backoff(self) -> float:
-        """Exponential backoff with full jitter, capped: spreads retries of many oracles after an outage."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(self.failures, 16))
-        return random.uniform(ceiling / 2, ceiling)
 
     # -- one send --------------------------------------------------------------------------------------------
 
@@ -464,11 +465,11 @@ class Sender:
                                     oldest_age_s=self.outbox.oldest_pending_age(), paused=self.paused,
                                     in_flight=len(self._flights), hedges=self.hedges))
 
-    def _emit_result(self, flight: _Flight, ok: bool, ack: str, **extra: object) -> None:
+    def _emit_result(self, flight: _Flight, ok: bool, ack: str, **extra: Any) -> None:  # SendResult's other fields
         self.bus.emit(u.SendResult(at=time.time(), transport=self.transport, peer=self.peer, events=len(flight.rows),
                                    bytes=len(flight.payload), ok=ok,
                                    latency_ms=(time.monotonic() - flight.started) * 1000, ack=ack,
-                                   hedged=flight.hedged, **extra))  # type: ignore[arg-type]
+                                   hedged=flight.hedged, **extra))
 
 
 _UNCONFIRMED = Settlement()

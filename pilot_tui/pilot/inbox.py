@@ -51,6 +51,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pilot_tui.aiotime import within
+from pilot_tui.backoff import Backoff
 
 from .driver import InboxMessage
 from .errors import PilotError
@@ -281,7 +282,8 @@ class InboxWatcher:
         """
         self._wake = asyncio.Event()
         self._since = None
-        backoff = self.poll_interval
+        first = max(self.poll_interval, 0.01)  # a zero poll interval must still wait between failing calls
+        backoff = Backoff(first, max(self._max_backoff, first))
         fresh: list[InboxMessage] = []
         try:
             while not self._closed:
@@ -293,10 +295,9 @@ class InboxWatcher:
                     self._set_status(
                         state="backoff", consecutive_errors=self.status.consecutive_errors + 1,
                         last_error=InboxError(exc.code, exc.message, exc.hint))
-                    await self._sleep(backoff)
-                    backoff = min(backoff * 2, self._max_backoff)
+                    await self._sleep(backoff.next_delay())
                     continue
-                backoff = self.poll_interval
+                backoff.reset()
                 if await self._ensure_watch():
                     self._wake.set()  # a file that landed between that listing and the watch start: look again now
                 self._set_status(state="watching" if self.notifications else "polling", consecutive_errors=0)

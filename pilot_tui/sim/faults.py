@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 FAULTS_FILE = "sim-faults.json"
 
@@ -59,9 +60,9 @@ class Decision:
     delay: float = 0.0
 
 
-def _num(value: object, kind: type, default: float) -> float:
+def _num(value: Any, kind: Callable[[Any], float], default: float) -> float:
     try:
-        return kind(value)  # type: ignore[call-arg, no-any-return]
+        return kind(value)
     except (TypeError, ValueError):
         return default
 

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .loggen_formats import (  # re-exported: the line formats are part of this module's API
     ATTACK_USERS,
@@ -91,9 +92,9 @@ class _Campaigns:
 
     def __init__(self, rng: random.Random, ips: list[str], width: int, size: Callable[[], int]) -> None:
         self.rng, self.ips, self.width, self.size = rng, ips, width, size
-        self.active: list[list] = []  # [ip, attempts left, state dict]
+        self.active: list[list[Any]] = []  # [ip, attempts left, state dict]
 
-    def pick(self) -> tuple[str, dict]:
+    def pick(self) -> tuple[str, dict[str, Any]]:
         """The address of a running campaign (starting one if fewer than ``width`` run) and its scratch state."""
         rng = self.rng
         if len(self.active) < self.width:

@@ -68,15 +68,19 @@ def story_script(seed: int = 7) -> list[StoryStep]:
             rng.choice(("198.51.100.200", "198.51.100.201", "2001:db8:cafe::5")),
             rng.choice(lg.NORMAL_PATHS),
         )
-        add(
-            t,
-            "access.log",
-            lambda c, ip=ip, path=path: [lg.nginx(c, ip, "GET", path, 200, 5120, lg.BROWSER_AGENTS[0])],
-        )
+
+        def visit(c: lg.Clock, ip: str = ip, path: str = path) -> list[str]:
+            return [lg.nginx(c, ip, "GET", path, 200, 5120, lg.BROWSER_AGENTS[0])]
+
+        add(t, "access.log", visit)
         t += rng.uniform(1.0, 4.0)
     for at in (2.0, 22.0, 42.0, 62.0, 82.0):
         cron_pid = next_pid()
-        add(at, "auth.log", lambda c, p=cron_pid: lg.cron(c, p))
+
+        def cron(c: lg.Clock, p: int = cron_pid) -> list[str]:
+            return lg.cron(c, p)
+
+        add(at, "auth.log", cron)
     admin_pid = next_pid()
     add(8.0, "auth.log", lambda c: lg.ssh_login(c, admin_pid, "deploy", "192.0.2.10", 50122, 41))
 
@@ -96,47 +100,45 @@ def story_script(seed: int = 7) -> list[StoryStep]:
 
     # act 2: port scan over IPv6 (15 distinct ports detect it)
     for i in range(40):
-        add(
-            3.0 + i * 0.18,
-            "ufw.log",
-            lambda c, i=i: [lg.ufw_block(c, "2001:db8:bad:1::17", "", 20 + i * 7, 45000, 9000.0 + i)],
-        )
+
+        def scan6(c: lg.Clock, i: int = i) -> list[str]:
+            return [lg.ufw_block(c, "2001:db8:bad:1::17", "", 20 + i * 7, 45000, 9000.0 + i)]
+
+        add(3.0 + i * 0.18, "ufw.log", scan6)
 
     # act 3: web attack — SQL injection (one line is enough), then the scanner's probe paths and traversal
     for i, path in enumerate(lg.SQLI_PATHS[:3] + lg.TRAVERSAL_PATHS[:3]):
         status = 500 if i < 3 else 400
-        add(
-            9.0 + i * (1.0 if i < 3 else 4.0),
-            "access.log",
-            lambda c, path=path, s=status: [
-                lg.nginx(c, "192.0.2.77", "GET", path, s, 157, lg.BROWSER_AGENTS[3])
-            ],
-        )
+
+        def inject(c: lg.Clock, path: str = path, s: int = status) -> list[str]:
+            return [lg.nginx(c, "192.0.2.77", "GET", path, s, 157, lg.BROWSER_AGENTS[3])]
+
+        add(9.0 + i * (1.0 if i < 3 else 4.0), "access.log", inject)
     agent = lg.SCANNER_AGENTS[2]
     for i in range(30):
         path = lg.PROBE_PATHS[i % len(lg.PROBE_PATHS)]
-        add(
-            12.0 + i * 0.5,
-            "access.log",
-            lambda c, path=path: [lg.nginx(c, "192.0.2.77", "GET", path, 404, 162, agent)],
-        )
+
+        def probe(c: lg.Clock, path: str = path) -> list[str]:
+            return [lg.nginx(c, "192.0.2.77", "GET", path, 404, 162, agent)]
+
+        add(12.0 + i * 0.5, "access.log", probe)
 
     # act 4: user enumeration (five distinct invalid users detect it)
     for i, user in enumerate(lg.ATTACK_USERS[1:13]):
         probe_pid = next_pid()
-        add(
-            14.0 + i * 1.8,
-            "auth.log",
-            lambda c, u=user, p=probe_pid, i=i: lg.ssh_probe_user(c, p, u, "198.51.100.23", 51000 + i),
-        )
+
+        def enumerate_user(c: lg.Clock, u: str = user, p: int = probe_pid, i: int = i) -> list[str]:
+            return lg.ssh_probe_user(c, p, u, "198.51.100.23", 51000 + i)
+
+        add(14.0 + i * 1.8, "auth.log", enumerate_user)
 
     # act 5: port scan over IPv4
     for i in range(30):
-        add(
-            45.0 + i * 0.3,
-            "ufw.log",
-            lambda c, i=i: [lg.ufw_block(c, "198.51.100.99", "10.0.0.5", 1000 + i, 51515, 9100.0 + i)],
-        )
+
+        def scan4(c: lg.Clock, i: int = i) -> list[str]:
+            return [lg.ufw_block(c, "198.51.100.99", "10.0.0.5", 1000 + i, 51515, 9100.0 + i)]
+
+        add(45.0 + i * 0.3, "ufw.log", scan4)
 
     # act 6: an insider on sudo
     insider_pid = next_pid()

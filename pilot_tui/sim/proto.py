@@ -295,8 +295,9 @@ def socket_path(env: Mapping[str, str]) -> str:
         return env["PILOT_SOCKET"]
     try:
         cfg = json.loads((config_dir(env) / "config.json").read_text())
-        if isinstance(cfg, dict) and isinstance(cfg.get("socket"), str) and cfg["socket"]:
-            return cfg["socket"]
+        sock = cfg.get("socket") if isinstance(cfg, dict) else None
+        if isinstance(sock, str) and sock:
+            return sock
     except (OSError, ValueError):
         pass
     return DEFAULT_SOCKET

@@ -50,7 +50,7 @@ class Registry:
     def load(self) -> dict[str, Any]:
         """The whole registry (an empty one when the file does not exist yet)."""
         try:
-            data = json.loads(self.path.read_text())
+            data: dict[str, Any] = json.loads(self.path.read_text())
         except (OSError, ValueError):
             data = {}
         data.setdefault("next_id", 1)
@@ -112,7 +112,8 @@ class Registry:
 
     def node(self, node_id: int) -> dict[str, Any] | None:
         """The record of node ``node_id``, or None."""
-        return self.load()["nodes"].get(str(node_id))
+        record: dict[str, Any] | None = self.load()["nodes"].get(str(node_id))
+        return record
 
     def by_hostname(self, hostname: str) -> dict[str, Any] | None:
         """The record holding ``hostname``, or None."""

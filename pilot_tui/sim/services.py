@@ -26,6 +26,7 @@ from .proto import (
     TYPE_NAMES,
     TYPE_TAGGED,
     TYPE_TEXT,
+    decode_tagged,
     encode_dx_frame,
     encode_event,
     inbox_stamp,
@@ -90,10 +91,7 @@ async def serve_dataexchange(
             payload = await reader.readexactly(length)
             message_id = reply_to = ""
             if ftype == TYPE_TAGGED:
-                hlen = struct.unpack(">I", payload[:4])[0]
-                meta = json.loads(payload[4 : 4 + hlen])
-                ftype, payload = int(meta["type"]), payload[4 + hlen :]
-                message_id, reply_to = str(meta.get("message_id", "")), str(meta.get("reply_to", ""))
+                ftype, payload, message_id, reply_to = decode_tagged(payload)
             name = TYPE_NAMES.get(ftype, f"TYPE{ftype}")
             if ftype in TYPE_NAMES and name != "FILE":
                 try:

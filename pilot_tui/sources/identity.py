@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import stat as stat_mod
-from dataclasses import dataclass
 
 FINGERPRINT_BYTES = 1024
 """How much of the head of a file the fingerprint covers (a short file is fingerprinted as it grows)."""
@@ -36,26 +35,10 @@ def is_rotated_name(name: str) -> bool:
     return bool(_ROTATED_NAME.search(os.path.basename(name)))
 
 
-@dataclass(frozen=True)
-class FileIdentity:
-    """Device, inode and head fingerprint of an open file."""
-
-    dev: int
-    ino: int
-    fp: str
-    fp_len: int
-
-
 def fingerprint_fd(fd: int, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
     """Hash of the first ``length`` bytes (fewer if the file is shorter); returns ``(hex, bytes hashed)``."""
     head = os.pread(fd, length, 0) if length > 0 else b""
     return hashlib.blake2b(head, digest_size=16).hexdigest(), len(head)
-
-
-def identity_of(fd: int, st: os.stat_result) -> FileIdentity:
-    """Identity of an open file, fingerprinting as much of its head as exists now."""
-    fp, fp_len = fingerprint_fd(fd, min(st.st_size, FINGERPRINT_BYTES))
-    return FileIdentity(st.st_dev, st.st_ino, fp, fp_len)
 
 
 def head_matches(fd: int, size: int, fp: str, fp_len: int) -> bool:

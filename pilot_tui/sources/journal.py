@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from pilot_tui.aiotime import within
+from pilot_tui.backoff import Backoff
 from pilot_tui.sources.lines import LineSplitter
 from pilot_tui.sources.types import (
     ERROR_PREFIX,
@@ -38,6 +39,23 @@ _READ_CHUNK = 64 * 1024
 _MAX_ENTRY_BYTES = 1024 * 1024
 _MAX_MESSAGE_CHARS = 64 * 1024
 _PROBE_TIMEOUT_S = 15.0
+
+STATE_NO_FILES = "no journal files"
+"""journalctl found no journal at all (journald not running, or keeping no files): it waits and reads nothing."""
+STATE_NO_ACCESS = "journal unreadable"
+"""journalctl may not open the journal files: it reads nothing this user may not see."""
+STATE_PARTIAL = "following own messages only"
+"""journalctl reads, but only this user's own entries (sshd's are not among them)."""
+
+_PROBLEMS: tuple[tuple[str, str, str], ...] = (
+    # (what journalctl says on stderr, state, why / what to do): its own words, as systemd prints them
+    ("no journal files were found", STATE_NO_FILES,
+     "journald keeps no files on this host (not running, or Storage=none); reading nothing until it writes some"),
+    ("insufficient permissions", STATE_NO_ACCESS,
+     "permission denied: run as root or as a user in group systemd-journal (or adm)"),
+    ("not seeing messages from other users and the system", STATE_PARTIAL,
+     "other users' and the system's entries are hidden: add this user to group systemd-journal (or adm)"),
+)
 
 
 def journal_key(units: Sequence[str]) -> str:
@@ -99,7 +117,10 @@ class JournalSource:
     an argv prefix (tests pass a stand-in script).
 
     If journalctl is missing or exits, :meth:`stats` shows an error state and it is started again with backoff
-    (``restart_backoff`` = first and longest delay), resuming after the last cursor read.
+    (``restart_backoff`` = first and longest delay, jittered by :class:`~pilot_tui.backoff.Backoff`), resuming
+    after the last cursor read. When journalctl says there is no journal, or none this user may read (or only the
+    user's own entries), the state says so (``"no journal files: <why>"``, ``"journal unreadable: <why>"``,
+    ``"following own messages only: <why>"``) instead of ``"following"``: journalctl itself waits silently then.
     """
 
     def __init__(
@@ -119,12 +140,16 @@ class JournalSource:
         self._from_start = from_start
         self._host = hostname or socket.gethostname()
         self._max_batch = max_batch_lines
-        self._backoff = restart_backoff
+        self._backoff = Backoff(*restart_backoff)
         stored = (positions or {}).get(self.key)
         cursor = stored.get("cursor") if isinstance(stored, Mapping) else None
         self._cursor: str | None = cursor if isinstance(cursor, str) and cursor else None
         self._probed = False
         self._empty_at_start = False
+        self._diagnosed = False
+        self._problem: tuple[str, str] | None = None
+        """(state, reason) when journalctl said it reads nothing or only part of the journal; shown instead of
+        "following" until an entry proves otherwise (a partial view stays: its entries are the user's own)."""
         self._proc: asyncio.subprocess.Process | None = None
         self._wake: asyncio.Event | None = None
         self._state = STATE_STARTING
@@ -159,19 +184,20 @@ class JournalSource:
         if self._closed:
             return
         self._wake = asyncio.Event()
-        backoff = self._backoff[0]
+        backoff = self._backoff  # batches() runs once per source
         try:
             while not self._closed:
                 if self._cursor is None and not self._from_start and not self._probed:
                     if not await self._probe():
                         self._restarts += 1
-                        await self._pause(backoff)
-                        backoff = min(backoff * 2, self._backoff[1])
+                        await self._pause(backoff.next_delay())
                         continue
                     if self._cursor is not None:
                         # Persist the starting point now, or lines logged before the first batch would be lost
                         # if we stop before any entry arrives.
                         yield self._batch([])
+                if not self._diagnosed and self._cursor is None:
+                    await self._diagnose()
                 argv = self.argv()
                 self._last_stderr = ""  # only this run's words count (e.g. for the cursor check below)
                 try:
@@ -184,17 +210,16 @@ class JournalSource:
                 except OSError as exc:
                     self._state = ERROR_PREFIX + self._start_error(exc)
                     self._restarts += 1
-                    await self._pause(backoff)
-                    backoff = min(backoff * 2, self._backoff[1])
+                    await self._pause(backoff.next_delay())
                     continue
                 self._proc = proc
-                self._state = STATE_FOLLOWING
+                self._state = self._following_state()
                 assert proc.stdout is not None and proc.stderr is not None
                 stderr_task = asyncio.create_task(self._read_stderr(proc.stderr))
                 eof = False
                 try:
                     async for batch in self._read(proc.stdout):
-                        backoff = self._backoff[0]
+                        backoff.reset()
                         yield batch
                     eof = not self._closed
                 finally:
@@ -218,8 +243,7 @@ class JournalSource:
                     self._cursor = None
                     self._probed = False
                 self._restarts += 1
-                await self._pause(backoff)
-                backoff = min(backoff * 2, self._backoff[1])
+                await self._pause(backoff.next_delay())
         finally:
             await self.close()
 
@@ -249,6 +273,53 @@ class JournalSource:
             await self._stop(proc)
 
     # ----------------------------------------------------------------------------------------------- internals
+
+    def _following_state(self) -> str:
+        """``"following"``, or what journalctl said is missing: ``"<state>: <reason>"``."""
+        return STATE_FOLLOWING if self._problem is None else f"{self._problem[0]}: {self._problem[1]}"
+
+    def _note_stderr(self, text: str) -> None:
+        """Keep journalctl's last words and recognise the ones that mean the journal is missing or unreadable."""
+        self._last_stderr = text[:300]
+        lowered = text.lower()
+        for words, state, reason in _PROBLEMS:
+            if words in lowered:
+                self._problem = (state, reason)
+                if self._proc is not None:
+                    self._state = self._following_state()
+                return
+
+    async def _diagnose(self) -> None:
+        """Ask journalctl once, before following from no known position, whether there is a journal to read.
+
+        ``--output=json`` keeps quiet about a host without journal files or a user who may not read them (it
+        just waits), so this one short-format read of one entry is what makes journalctl say it on stderr. A
+        journalctl that cannot be started, times out or says anything else changes nothing: the follow run that
+        comes next reports its own failures.
+        """
+        self._diagnosed = True
+        try:
+            proc = await spawn(
+                *self._prefix,
+                "--lines",
+                "1",
+                "--output=short",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError:
+            return
+        try:
+            _, err = await within(proc.communicate(), _PROBE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            err = b""
+        finally:
+            if proc.returncode is None:
+                await self._stop(proc)
+        for line in err.decode("utf-8", "replace").splitlines():
+            if line.strip():
+                self._note_stderr(line.strip())
 
     def _start_error(self, exc: OSError) -> str:
         if isinstance(exc, FileNotFoundError):
@@ -332,6 +403,9 @@ class JournalSource:
                         self._skipped += 1
                     else:
                         lines.append(line)
+                if lines and self._problem is not None and self._problem[0] != STATE_PARTIAL:
+                    self._problem = None  # entries arrive: the journal is there after all
+                    self._state = STATE_FOLLOWING
                 if lines or moved:
                     yield self._batch(lines)
 
@@ -347,7 +421,7 @@ class JournalSource:
                 return
             text = line.decode("utf-8", "replace").strip()
             if text:
-                self._last_stderr = text[:300]
+                self._note_stderr(text)
 
     async def _pause(self, delay: float) -> None:
         assert self._wake is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from pilot_tui.sources.follower import TailOptions
 from pilot_tui.sources.journal import JournalSource
@@ -20,14 +20,6 @@ from pilot_tui.sources.types import FileStats, JournalStats, LineBatch
 
 _DONE = object()
 _STOP = object()
-
-
-class Source(Protocol):
-    """What every source offers: an iterator of batches, a stats snapshot, and an idempotent close."""
-
-    def batches(self) -> AsyncIterator[LineBatch]: ...
-
-    async def close(self) -> None: ...
 
 
 class MultiSource:

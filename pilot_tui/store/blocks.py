@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from .db import Tx, guarded, open_db, rewrite_header
+from .db import Schema, Tx, guarded, open_db, rewrite_header
 
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS blocks (
     ip TEXT PRIMARY KEY,
     backend TEXT NOT NULL,
@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS obey_pins (
     pinned_at REAL NOT NULL
 );
 """
+
+SCHEMA = Schema("executor store", (SCHEMA_V1,))
+"""Versions of this file (see :class:`~.db.Schema`): version 1 is the tables as they stood when versions began;
+append a step to change one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,15 @@ import sqlite3
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
+from pilot_tui.backoff import Backoff
 from pilot_tui.paths import StateError, ensure_private_dir
 
-__all__ = ["StateError", "StoreFault", "Tx", "guarded", "open_db", "open_readonly", "query_readonly", "rerun_on_fault",
-           "rewrite_header", "until_stored"]
+__all__ = ["Migration", "Schema", "StateError", "StoreFault", "Tx", "guarded", "migrate", "open_db", "open_readonly",
+           "query_readonly", "rerun_on_fault", "rewrite_header", "run_script", "sql_statements", "until_stored"]
 
 T = TypeVar("T")
 
@@ -131,10 +133,16 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 RETRY_FIRST_S = 0.5
-"""First wait before writing again after a :class:`StoreFault` (doubling each time up to :data:`RETRY_MAX_S`)."""
+"""First wait before writing again after a :class:`StoreFault` (doubling each time up to :data:`RETRY_MAX_S`,
+jittered by :class:`~pilot_tui.backoff.Backoff`)."""
 RETRY_MAX_S = 30.0
 
 
+# Two overloads so a coroutine function's result type is its awaited value (``T | Awaitable[T]`` alone is ambiguous).
+@overload
+async def until_stored(write: Callable[[], Awaitable[T]], on_fault: Callable[[StoreFault], object]) -> T: ...
+@overload
+async def until_stored(write: Callable[[], T], on_fault: Callable[[StoreFault], object]) -> T: ...
 async def until_stored(write: Callable[[], T | Awaitable[T]], on_fault: Callable[[StoreFault], object]) -> T:
     """Run ``write`` until it stops raising :class:`StoreFault`, waiting longer each time; returns its result.
 
@@ -143,15 +151,14 @@ async def until_stored(write: Callable[[], T | Awaitable[T]], on_fault: Callable
     until the disk has room or the directory is writable again. Cancellation ends it, the item still not stored —
     which is what makes it safe: it was never marked done.
     """
-    delay = RETRY_FIRST_S
+    backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
     while True:
         try:
             result = write()
-            return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+            return await result if inspect.isawaitable(result) else result
         except StoreFault as fault:
             on_fault(fault)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX_S)
+        await asyncio.sleep(backoff.next_delay())
 
 
 async def rerun_on_fault(body: Callable[[], Awaitable[None]], on_fault: Callable[[StoreFault], object],
@@ -162,7 +169,7 @@ async def rerun_on_fault(body: Callable[[], Awaitable[None]], on_fault: Callable
     For loops whose unit of work stays on record until done (outbox rows, queued replies, due expiries): restarting
     them redoes what the fault interrupted, so nothing is lost, and the probe keeps a failing disk from being hammered.
     """
-    delay = 0.0
+    backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
     while True:
         started = time.monotonic()
         try:
@@ -170,9 +177,9 @@ async def rerun_on_fault(body: Callable[[], Awaitable[None]], on_fault: Callable
             return
         except StoreFault as fault:
             on_fault(fault)
-        ran_long = time.monotonic() - started > 60
-        delay = RETRY_FIRST_S if not delay or ran_long else min(delay * 2, RETRY_MAX_S)
-        await asyncio.sleep(delay)
+        if time.monotonic() - started > 60:  # it ran a while: a new fault, not the same one again
+            backoff.reset()
+        await asyncio.sleep(backoff.next_delay())
         await until_stored(probe, on_fault)
 
 
@@ -218,12 +225,105 @@ def _touch_private(path: Path) -> None:
         os.close(fd)
 
 
-def open_db(path: Path | str, schema: str) -> sqlite3.Connection:
-    """Open (creating if needed) a private SQLite database in WAL mode and apply ``schema`` (idempotent DDL).
+Migration = str | Callable[[sqlite3.Connection], None]
+"""One step of a :class:`Schema`: SQL statements, or a function for what SQL alone cannot say (add a column only
+when it is missing). It runs inside the opening transaction: it must not COMMIT, and must not ``executescript``
+(which commits first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """A store's tables as the ordered steps that build them: ``steps[i]`` takes a file from version ``i`` to
+    ``i + 1``, and the version a file is at lives in its header (``PRAGMA user_version``).
+
+    Why: ``CREATE TABLE IF NOT EXISTS`` alone cannot change a column, so the first schema change would break every
+    existing install. To change a table, append a step (never edit a shipped one) and a fixture of the previous
+    version to ``tests/data/migrations``. Step 1 is what every store looked like before versions existed, written
+    so it also completes any older unversioned file (they all say version 0).
+    """
+
+    name: str
+    """What the file is to a user (``event store``), for the error lines."""
+    steps: tuple[Migration, ...]
+
+    @property
+    def version(self) -> int:
+        """The version this code writes: a file above it was made by a newer pilot-tui."""
+        return len(self.steps)
+
+
+def sql_statements(script: str) -> list[str]:
+    """``script`` cut into single statements (``execute`` runs one; ``executescript`` would commit the migration
+    half-way). ``sqlite3.complete_statement`` decides, so a ``;`` in a comment or inside a trigger's body does not
+    cut."""
+    statements: list[str] = []
+    pending = ""
+    pieces = script.split(";")
+    for i, piece in enumerate(pieces):
+        pending += piece if i == len(pieces) - 1 else piece + ";"
+        if pending.strip() and sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())  # a comment, or a statement missing its ";": SQLite judges it
+    return statements
+
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run the statements of ``script`` in the current transaction (what ``executescript`` cannot: it commits)."""
+    for statement in sql_statements(script):
+        conn.execute(statement)
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+def _too_new(path: Path | str, schema: Schema, found: int) -> StateError:
+    return StateError(f"{path} was written by a newer pilot-tui ({schema.name} version {found}; this one knows up "
+                      f"to {schema.version}): upgrade pilot-tui, or move the file away to start fresh")
+
+
+def migrate(conn: sqlite3.Connection, path: Path | str, schema: Schema) -> None:
+    """Bring the database on ``conn`` to ``schema.version``: every missing step, then the new version number, in one
+    transaction — a kill or a failing step leaves the file exactly as it was, to be upgraded on the next start.
+
+    Raises :class:`StateError` for a file written by a newer pilot-tui (its tables may mean something this code
+    does not know; writing to it could corrupt what the newer version relies on) or a step that fails.
+    """
+    found = _user_version(conn)
+    if found > schema.version:
+        raise _too_new(path, schema, found)
+    if found == schema.version:
+        return
+    with Tx(conn):
+        found = _user_version(conn)  # another process may have upgraded it while we waited for the lock
+        if found > schema.version:
+            raise _too_new(path, schema, found)
+        try:
+            for step in schema.steps[found:]:
+                if callable(step):
+                    step(conn)
+                else:
+                    run_script(conn, step)
+        except sqlite3.OperationalError as exc:
+            fault = StoreFault.of(exc)
+            if fault is not None and fault.kind != "error":
+                raise  # full disk, locked, I/O: the file may be fine, say what is wrong with the disk
+            raise StateError(f"cannot upgrade {path} from {schema.name} version {found} to {schema.version}: "
+                             f"{exc}; move it away to start fresh") from None
+        conn.execute(f"PRAGMA user_version = {schema.version:d}")
+
+
+def open_db(path: Path | str, schema: Schema) -> sqlite3.Connection:
+    """Open (creating if needed) a private SQLite database in WAL mode and bring it to ``schema``'s version
+    (:func:`migrate`).
 
     ``path`` may be ``":memory:"`` for tests. The connection is in autocommit mode; callers group writes with
     ``with conn:`` blocks (one transaction each). Every way the file can be unusable — unsafe directory, symlink,
-    unwritable, not a database — raises :class:`StateError` with one line the commands print instead of a traceback.
+    unwritable, not a database, written by a newer version — raises :class:`StateError` with one line the commands
+    print instead of a traceback.
     """
     if str(path) != ":memory:":
         p = Path(path)
@@ -234,7 +334,10 @@ def open_db(path: Path | str, schema: str) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(schema)
+        migrate(conn, path, schema)
+    except StateError:
+        conn.close()
+        raise
     except sqlite3.OperationalError as exc:
         conn.close()
         raise StateError(f"cannot open database {path}: {exc}") from None

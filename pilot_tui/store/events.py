@@ -8,6 +8,7 @@ is persisted with who and when, so a restart shows the same feed.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ import orjson
 
 from pilot_tui.model import Rejected, ThreatEvent, decode_event
 
-from .db import Tx, guarded, open_db, rewrite_header
+from .db import Schema, Tx, guarded, open_db, rewrite_header, run_script
 
 QUARANTINE_RAW_CAP = 4096
 """Bytes of a rejected payload kept for the analyst to look at (the full length is recorded separately)."""
@@ -45,7 +46,7 @@ TRIAGE_STATES = ("new", "acknowledged", "mitigating", "mitigated", "false_positi
 MAX_NOTE_CHARS = 500
 """Longest analyst note on a triage change (the note dialog stops there; shared notes longer are refused)."""
 
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS events (
     rowid       INTEGER PRIMARY KEY,
     id          TEXT NOT NULL UNIQUE,
@@ -135,22 +136,32 @@ QUARANTINE_STATS = (
 thread; ``COUNT(*)`` over millions of rows took 400 ms) and stay exact whoever inserts or deletes."""
 
 
-def migrate_quarantine(conn: Any) -> None:
-    """Bring a database made before per-payload quarantine up to date: add the ``lines``/``samples`` columns (old
-    rows are one line each) and the counters, counted once from what is there."""
-    with Tx(conn) as c:
-        have = {r[1] for r in c.execute("PRAGMA table_info(quarantine)")}
-        if "lines" not in have:
-            c.execute("ALTER TABLE quarantine ADD COLUMN lines INTEGER NOT NULL DEFAULT 1")
-        if "samples" not in have:
-            c.execute("ALTER TABLE quarantine ADD COLUMN samples BLOB")
-        for statement in QUARANTINE_STATS:
-            c.execute(statement)
-        if c.execute("SELECT 1 FROM quarantine_stats WHERE id = 1").fetchone() is None:
-            c.execute(
-                "INSERT INTO quarantine_stats(id, rows, lines, bytes) SELECT 1, COUNT(*), COALESCE(SUM(lines), 0), "
-                "COALESCE(SUM(length(raw) + length(detail) + COALESCE(length(samples), 0)), 0) FROM quarantine"
-            )
+def complete_quarantine(conn: sqlite3.Connection) -> None:
+    """Part of version 1: a file made before per-payload quarantine gets the ``lines``/``samples`` columns (old
+    rows are one line each) and the counters, counted once from what is there. Does nothing to a file that has
+    them (every unversioned file is version 0, whichever shape it has)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(quarantine)")}
+    if "lines" not in have:
+        conn.execute("ALTER TABLE quarantine ADD COLUMN lines INTEGER NOT NULL DEFAULT 1")
+    if "samples" not in have:
+        conn.execute("ALTER TABLE quarantine ADD COLUMN samples BLOB")
+    for statement in QUARANTINE_STATS:
+        conn.execute(statement)
+    if conn.execute("SELECT 1 FROM quarantine_stats WHERE id = 1").fetchone() is None:
+        conn.execute(
+            "INSERT INTO quarantine_stats(id, rows, lines, bytes) SELECT 1, COUNT(*), COALESCE(SUM(lines), 0), "
+            "COALESCE(SUM(length(raw) + length(detail) + COALESCE(length(samples), 0)), 0) FROM quarantine"
+        )
+
+
+def _version_1(conn: sqlite3.Connection) -> None:
+    """The tables as they stood when versions began, completing a file from before per-payload quarantine."""
+    run_script(conn, SCHEMA_V1)
+    complete_quarantine(conn)
+
+
+SCHEMA = Schema("event store", (_version_1,))
+"""Versions of ``orchestrator.db`` (see :class:`~.db.Schema`; append a step to change a table)."""
 
 
 @dataclass(slots=True)
@@ -214,7 +225,6 @@ class EventStore:
                  quarantine_max_bytes: int = QUARANTINE_MAX_BYTES) -> None:
         self.path = path
         self.conn = open_db(path, SCHEMA)
-        migrate_quarantine(self.conn)
         self.quarantine_max_rows = quarantine_max_rows
         self.quarantine_max_bytes = quarantine_max_bytes
 

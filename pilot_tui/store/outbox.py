@@ -18,9 +18,9 @@ import orjson
 
 from pilot_tui.model import ThreatEvent
 
-from .db import Tx, guarded, open_db, rewrite_header
+from .db import Schema, Tx, guarded, open_db, rewrite_header
 
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS outbox (
     rowid        INTEGER PRIMARY KEY,
     id           TEXT NOT NULL UNIQUE,
@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+SCHEMA = Schema("oracle outbox", (SCHEMA_V1,))
+"""Versions of this file (see :class:`~.db.Schema`): version 1 is the tables as they stood when versions began;
+append a step to change one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,19 +12,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from pilot_tui.engines.oracle import OracleEngine
 from pilot_tui.engines.orchestrator import OrchestratorEngine
+from pilot_tui.store.queries import QueryReader
 from pilot_tui.subproc import reap_all
 
 if TYPE_CHECKING:
@@ -34,7 +37,6 @@ from .bridge import UpdateBridge
 from .commands import PilotCommands
 from .messages import EngineUpdates
 from .notices import describe_error, notices_for
-from .reader import StoreReader
 
 VIEW_ORDER = ("demo", "feed", "oracle", "executor")
 """Views in the order the number keys reach them (only those with an engine exist)."""
@@ -57,16 +59,16 @@ class PilotApp(App[None]):
     COMMANDS = App.COMMANDS | {PilotCommands}
     HELP_SECTION = "Everywhere"
     BINDINGS = [
-        Binding("tab", "next_view(1)", "Next view"),
-        Binding("shift+tab", "next_view(-1)", "Previous view", show=False),
-        Binding("1", "view(0)", "View 1", show=False),
-        Binding("2", "view(1)", "View 2", show=False),
-        Binding("3", "view(2)", "View 3", show=False),
-        Binding("4", "view(3)", "View 4", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("d", "toggle_dark", "Light/dark", show=False),
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("tab", "next_view(1)", "Next view", id="next-view"),
+        Binding("shift+tab", "next_view(-1)", "Previous view", show=False, id="previous-view"),
+        Binding("1", "view(0)", "View 1", show=False, id="view-1"),
+        Binding("2", "view(1)", "View 2", show=False, id="view-2"),
+        Binding("3", "view(2)", "View 3", show=False, id="view-3"),
+        Binding("4", "view(3)", "View 4", show=False, id="view-4"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("d", "toggle_dark", "Light/dark", show=False, id="toggle-dark"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit"),
     ]
 
     def __init__(
@@ -79,8 +81,11 @@ class PilotApp(App[None]):
         background: Sequence[Callable[[], Awaitable[None]]] = (),
         clock: Callable[[], float] = time.time,
         start_engines: bool = True,
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        if keymap:
+            self.set_keymap(dict(keymap))  # the config file's [keymap]: binding id → keys (see ui/keymap.py)
         self.engines: dict[str, Any] = {
             name: engine for name, engine in
             (("orchestrator", orchestrator), ("oracle", oracle), ("executor", executor)) if engine is not None
@@ -98,7 +103,7 @@ class PilotApp(App[None]):
         self._listeners: dict[str, list[Widget]] = {name: [] for name in self.engines}
         self._unsubscribe: list[Callable[[], None]] = []
         self._engine_workers: list[Worker[Any]] = []
-        self._reader: StoreReader | None = None
+        self._reader: QueryReader | None = None
         for view in self.views:
             self.add_mode(view, self._screen_factory(view))
 
@@ -177,7 +182,7 @@ class PilotApp(App[None]):
         from .screens.help import HelpScreen, help_rows
 
         rows = help_rows(self.screen.active_bindings, self.get_key_display)
-        self.push_screen(HelpScreen(rows, extra="ctrl+p opens the command palette with every action. "
+        self.push_screen(HelpScreen(rows, extra="ctrl+p (command palette) finds these actions by name. "
                                                "Mouse is optional: every action has a key."))
 
     def action_toggle_dark(self) -> None:
@@ -225,11 +230,19 @@ class PilotApp(App[None]):
 
     async def stop_workers(self, timeout: float = 3.0) -> None:
         """Cancel the engines and background tasks and give their ``finally`` blocks a moment to clean up."""
+        started = [w for w in self._engine_workers if w.state != WorkerState.PENDING]  # wait() refuses the rest
         for worker in self._engine_workers:
             worker.cancel()
-        tasks = [w._task for w in self._engine_workers if w._task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+
+        async def ended(worker: Worker[Any]) -> None:
+            with contextlib.suppress(WorkerCancelled, WorkerFailed):  # reported by on_worker_state_changed
+                await worker.wait()
+
+        if started:
+            waits = [asyncio.ensure_future(ended(w)) for w in started]
+            _done, late = await asyncio.wait(waits, timeout=timeout)
+            for wait in late:
+                wait.cancel()
 
     async def action_quit(self) -> None:
         await self.stop_workers()
@@ -244,10 +257,10 @@ class PilotApp(App[None]):
             self._reader.close()
 
     @property
-    def reader(self) -> StoreReader:
-        """Aggregate queries on the orchestrator's store, off the event loop (see :mod:`.reader`)."""
+    def reader(self) -> QueryReader:
+        """The orchestrator's slow reads (counts, aggregates), off the event loop (see ``store.queries``)."""
         if self._reader is None:
-            self._reader = StoreReader(self.engines["orchestrator"].store)
+            self._reader = QueryReader(self.engines["orchestrator"].query.feed)
         return self._reader
 
     # -- the update pump ---------------------------------------------------------------------------------------
@@ -285,9 +298,9 @@ class PilotApp(App[None]):
             for widget in list(self._listeners[name]):
                 widget.post_message(EngineUpdates(name, kinds, updates, new_events, dropped))
 
-    def tell(self, message: str, *, severity: str = "information", title: str = "", timeout: float = 6) -> None:
+    def tell(self, message: str, *, severity: SeverityLevel = "information", title: str = "", timeout: float = 6) -> None:
         """A notification whose text is never parsed as markup (it may quote engine or attacker text)."""
-        self.notify(message, severity=severity, title=title, timeout=timeout, markup=False)  # type: ignore[arg-type]
+        self.notify(message, severity=severity, title=title, timeout=timeout, markup=False)
 
 
 def make_app(
@@ -299,14 +312,16 @@ def make_app(
     background: Sequence[Callable[[], Awaitable[None]]] = (),
     clock: Callable[[], float] = time.time,
     start_engines: bool = True,
+    keymap: Mapping[str, str] | None = None,
 ) -> PilotApp:
     """Build the dashboard for the engines given (at least one).
 
     Views: the threat feed (orchestrator) first, then the oracle's send view, then the executor's; ``demo`` adds
     a combined layout in front. ``background`` coroutine factories run as workers next to the engines (the
     demo's log generator, for instance). ``clock`` and ``start_engines=False`` are for tests and screenshots.
+    ``keymap`` rebinds keys by binding id (the config file's ``[keymap]`` table, checked by ``pilot_tui.config``).
     """
     if oracle is None and orchestrator is None and executor is None:
         raise ValueError("make_app needs at least one engine")
     return PilotApp(oracle=oracle, orchestrator=orchestrator, executor=executor, demo=demo,
-                    background=background, clock=clock, start_engines=start_engines)
+                    background=background, clock=clock, start_engines=start_engines, keymap=keymap)

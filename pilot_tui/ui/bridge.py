@@ -1,10 +1,13 @@
 """From engine callbacks to Textual: a bounded buffer per engine, drained by the app on a timer.
 
 Engines call subscribers synchronously in their loop (the app's loop), possibly thousands of times a second during
-a flood. The bridge therefore does almost nothing per update: it notes the update's type, counts stored events and
+a flood. The bridge therefore does almost nothing per update: it notes the update's class, counts stored events and
 keeps the discrete updates a view lists (send results, notices, mitigation progress…) in a bounded deque. The app
 drains every bridge at most ~10 times a second and posts one :class:`~pilot_tui.ui.messages.EngineUpdates`.
 No Textual import here, so plain tests cover it.
+
+Update kinds are the update classes themselves, never their names: renaming an update dataclass then fails at
+import instead of silently leaving a view without refreshes.
 """
 
 from __future__ import annotations
@@ -12,11 +15,17 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-COALESCED: frozenset[str] = frozenset({
-    "EventsStored", "Detected", "ReceiverState", "Quarantined", "OutboxState", "TriageChanged",
-    "RequestReceived", "ExecutorState", "ReplySent",
+from pilot_tui.engines import executor_updates as xu
+from pilot_tui.engines import updates as u
+
+COALESCED: frozenset[type[u.Update]] = frozenset({
+    u.EventsStored, u.Detected, u.ReceiverState, u.Quarantined, u.OutboxState, u.TriageChanged,
+    xu.RequestReceived, xu.ExecutorState, xu.ReplySent,
 })
-"""Update types whose every instance need not be shown: the view re-reads the engine's current state instead."""
+"""Update classes whose every instance need not be shown: the view re-reads the engine's current state instead."""
+
+TRIAGE_KINDS: frozenset[type[u.Update]] = frozenset({u.TriageChanged, u.MitigationUpdate})
+"""Updates after which a stored event's triage state (and so its row) may have changed."""
 
 MAX_BUFFERED = 256
 """Discrete updates kept between two ticks; older ones are dropped (and counted) beyond this."""
@@ -28,7 +37,7 @@ class UpdateBridge:
     def __init__(self, engine: str, maxlen: int = MAX_BUFFERED) -> None:
         self.engine = engine
         self._updates: deque[Any] = deque(maxlen=maxlen)
-        self._kinds: set[str] = set()
+        self._kinds: set[type] = set()
         self._new_events = 0
         self._dropped = 0
         self.total = 0
@@ -37,10 +46,10 @@ class UpdateBridge:
     def __call__(self, update: Any) -> None:
         """Bus callback: O(1), never raises for an unknown update type."""
         self.total += 1
-        kind = type(update).__name__
+        kind = type(update)
         self._kinds.add(kind)
-        if kind == "EventsStored":
-            self._new_events += len(getattr(update, "events", ()))
+        if kind is u.EventsStored:
+            self._new_events += len(update.events)
             return
         if kind in COALESCED:
             return
@@ -53,7 +62,7 @@ class UpdateBridge:
         """True when something arrived since the last :meth:`drain`."""
         return bool(self._kinds)
 
-    def drain(self) -> tuple[frozenset[str], tuple[Any, ...], int, int] | None:
+    def drain(self) -> tuple[frozenset[type], tuple[Any, ...], int, int] | None:
         """``(kinds, updates, new_events, dropped)`` since the last call, or ``None`` when nothing happened."""
         if not self._kinds:
             return None

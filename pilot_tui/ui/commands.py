@@ -1,59 +1,66 @@
-"""Command palette (ctrl+p) entries for the main actions of every view that exists."""
+"""Command palette (ctrl+p) entries: the keys of the screen it was opened on, plus switching views.
+
+The entries are read from the screen's live bindings (``Screen.active_bindings``, the same source as ``?``), so
+the palette offers exactly what the keys can do where the user is, under the keys the keymap gave them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
+from textual.binding import ActiveBinding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-ENTRIES: tuple[tuple[str, str, str, str], ...] = (
-    ("feed", "filter", "Feed: filter events", "By IP, anomaly, sensor or any text (/)"),
-    ("feed", "severity", "Feed: cycle minimum severity", "info → low → medium → high → critical (s)"),
-    ("feed", "hide_handled", "Feed: hide / show handled events", "Acknowledged, mitigated, false positives (h)"),
-    ("feed", "acknowledge", "Feed: acknowledge selected event", "With an optional note (a)"),
-    ("feed", "false_positive", "Feed: mark selected event as false positive", "With an optional note (f)"),
-    ("feed", "reopen", "Feed: reopen selected event", "Back to new (o)"),
-    ("feed", "mitigate", "Feed: mitigate — block the source IP", "Asks the executor node, after confirming (m)"),
-    ("feed", "follow", "Feed: follow new events on / off", "Newest selected, or the selection stays put (F)"),
-    ("feed", "sort", "Feed: sort by the next column", "Received → severity → count → source (S)"),
-    ("feed", "copy('address')", "Feed: copy the selected address", "Terminal clipboard and a file in the state dir (c)"),
-    ("feed", "copy('event')", "Feed: copy the selected event as JSON", "Terminal clipboard and a file (C)"),
-    ("feed", "incidents", "Feed: incidents by source IP", "One row per attacker across sensors (i)"),
-    ("feed", "sensors", "Feed: sensors and trust requests", "Approve or reject new nodes (t)"),
-    ("feed", "quarantine", "Feed: quarantined payloads", "What was refused and why (x)"),
-    ("oracle", "toggle_pause", "Oracle: pause / resume sending", "Detections keep queueing in the outbox (p)"),
-    ("oracle", "retry", "Oracle: retry sending now", "Skip the current back-off (r)"),
-    ("executor", "decision_detail", "Executor: detail of the selected decision", "Commands run and full detail (enter)"),
-)
-"""(view, action on that view's screen, title, help)."""
+from .screens.help import help_rows, own_bindings, section_of
+
+if TYPE_CHECKING:
+    from .app import PilotApp
 
 VIEW_NAMES = {"demo": "demo layout", "feed": "threat feed", "oracle": "oracle send view",
               "executor": "executor view"}
 
+Command = tuple[str, str, Callable[[], object]]
+"""(title, help, callback)."""
+
+
+def binding_commands(app: PilotApp, active: Mapping[str, ActiveBinding]) -> list[Command]:
+    """One entry per action of the active bindings (keys of one action joined, as ``?`` shows them); choosing it
+    runs the action on the node that binds it, as the key would."""
+    keys = {(section, desc): shown for section, shown, desc in help_rows(active, app.get_key_display)}
+    out: list[Command] = []
+    seen: set[tuple[str, str]] = set()
+    for _key, active_binding in own_bindings(active):
+        node, binding = active_binding.node, active_binding.binding
+        entry = (section_of(node), binding.description)
+        if entry in seen:
+            continue
+        seen.add(entry)
+        out.append((f"{entry[0]}: {entry[1]}", f"Key: {keys.get(entry, binding.key)}",
+                    partial(app.run_action, binding.action, node)))
+    return out
+
 
 class PilotCommands(Provider):
-    """Actions of the views the app has, plus switching between them."""
+    """The current screen's actions, plus switching between views."""
 
-    def _commands(self) -> list[tuple[str, str, object]]:
-        app = self.app
+    def _commands(self) -> list[Command]:
+        app = cast("PilotApp", self.app)  # only PilotApp lists this provider (its COMMANDS)
         views: list[str] = list(getattr(app, "views", []))
-        out: list[tuple[str, str, object]] = []
-        for view in views:
-            out.append((f"Go to {VIEW_NAMES.get(view, view)}", f"Switch view ({views.index(view) + 1})",
-                        partial(app.action_switch_view, view)))  # type: ignore[attr-defined]
-        for view, action, title, help_text in ENTRIES:
-            if view in views:
-                out.append((title, help_text, partial(app.run_view_action, view, action)))  # type: ignore[attr-defined]
-        out.append(("Show keys (help)", "Every key of the current view (?)", app.action_help))  # type: ignore[attr-defined]
-        return out
+        out: list[Command] = [
+            (f"Go to {VIEW_NAMES.get(view, view)}", f"Switch view ({i + 1})", partial(app.action_switch_view, view))
+            for i, view in enumerate(views)
+        ]
+        return out + binding_commands(app, self.screen.active_bindings)
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)  # type: ignore[arg-type]
+            yield DiscoveryHit(title, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, callback in self._commands():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

@@ -18,13 +18,13 @@ from pilot_tui.store.events import StoredEvent
 class EngineUpdates(Message):
     """What one engine reported since the last tick.
 
-    ``kinds`` names every update type seen (including coalesced ones, whose current state the view re-reads from
+    ``kinds`` holds the class of every update seen (including coalesced ones, whose current state the view re-reads from
     the engine); ``updates`` holds the discrete ones worth listing (send results, notices…), oldest first, bounded;
     ``dropped`` counts discrete updates that did not fit; ``new_events`` counts stored events.
     """
 
     engine: str
-    kinds: frozenset[str]
+    kinds: frozenset[type]
     updates: tuple[Any, ...]
     new_events: int = 0
     dropped: int = 0

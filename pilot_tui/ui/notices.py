@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
+from pilot_tui.engines import executor_updates as xu
+from pilot_tui.engines import updates as u
 from pilot_tui.model import printable
 
-MITIGATION_NOTICES = {
+Level = Literal["information", "warning", "error"]
+"""A notification's severity: the values of Textual's ``SeverityLevel`` (this module imports no Textual)."""
+
+NOTICE_LEVELS: dict[str, Level] = {"error": "error", "warning": "warning"}
+"""A :class:`~pilot_tui.engines.updates.Notice` level as a notification's severity (any other: information)."""
+
+MITIGATION_NOTICES: dict[str, tuple[Level, str]] = {
     "applied": ("information", "blocked"),
     "already_applied": ("information", "already blocked"),
     "refused": ("warning", "block refused"),
@@ -32,25 +40,26 @@ def describe_error(exc: BaseException | None) -> str:
     return printable(f"{type(exc).__name__}: {exc}")[:300]
 
 
-def notices_for(updates: Iterable[Any]) -> list[tuple[str, str]]:
+def notices_for(updates: Iterable[Any]) -> list[tuple[Level, str]]:
     """(severity, text) notifications for a batch of updates: notices, mitigation outcomes, sensor alerts."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[Level, str]] = []
     for update in updates:
-        kind = type(update).__name__
-        if kind == "Notice":
-            level = {"error": "error", "warning": "warning"}.get(update.level, "information")
-            out.append((level, printable(update.message)[:300]))
-        elif kind == "MitigationUpdate" and update.status in MITIGATION_NOTICES:
-            level, verb = MITIGATION_NOTICES[update.status]
-            if update.status == "already_applied" and update.detail.startswith(SELF_SPEAKING):
-                out.append((level, printable(f"{update.source_ip}: {update.detail}")[:300]))  # says it: once
-                continue
-            detail = f" — {update.detail}" if update.detail else ""
-            out.append((level, printable(f"{update.source_ip}: {verb}{detail}")[:300]))
-        elif kind == "SensorAlert":
-            out.append(("warning", printable(f"sensor {update.sensor}: {update.kind} — {update.detail}")[:300]))
-        elif kind == "SourceError":
-            out.append(("warning", printable(f"log source {update.source}: {update.message}")[:300]))
-        elif kind == "ActionFailed":
-            out.append(("error", printable(f"firewall {update.backend} failed for {update.ip}: {update.detail}")[:300]))
+        match update:
+            case u.Notice():
+                level = NOTICE_LEVELS.get(update.level, "information")
+                out.append((level, printable(update.message)[:300]))
+            case u.MitigationUpdate() if update.status in MITIGATION_NOTICES:
+                level, verb = MITIGATION_NOTICES[update.status]
+                if update.status == "already_applied" and update.detail.startswith(SELF_SPEAKING):
+                    out.append((level, printable(f"{update.source_ip}: {update.detail}")[:300]))  # says it: once
+                    continue
+                detail = f" — {update.detail}" if update.detail else ""
+                out.append((level, printable(f"{update.source_ip}: {verb}{detail}")[:300]))
+            case u.SensorAlert():
+                out.append(("warning", printable(f"sensor {update.sensor}: {update.kind} — {update.detail}")[:300]))
+            case u.SourceError():
+                out.append(("warning", printable(f"log source {update.source}: {update.message}")[:300]))
+            case xu.ActionFailed():
+                out.append(("error",
+                            printable(f"firewall {update.backend} failed for {update.ip}: {update.detail}")[:300]))
     return out

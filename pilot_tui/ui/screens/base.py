@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.binding import Binding
 from textual.screen import Screen
@@ -24,7 +24,7 @@ class SecondaryScreen(Screen[Any]):
 
     @property
     def pilot_app(self) -> PilotApp:
-        return self.app  # type: ignore[return-value]
+        return cast("PilotApp", self.app)  # every screen here is pushed by PilotApp
 
     def clock(self) -> float:
         """The app's clock (injectable, so ages are frozen in snapshot tests)."""
@@ -53,6 +53,6 @@ class EngineScreen(SecondaryScreen):
 
     BINDINGS = [
         # Screen binds tab to focus cycling; on the engine views it switches views (each has one main widget).
-        Binding("tab", "app.next_view(1)", "Next view", show=False),
-        Binding("shift+tab", "app.next_view(-1)", "Previous view", show=False),
+        Binding("tab", "app.next_view(1)", "Next view", show=False, id="next-view"),
+        Binding("shift+tab", "app.next_view(-1)", "Previous view", show=False, id="previous-view"),
     ]

@@ -16,6 +16,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.widgets import DataTable
 
 from pilot_tui.store.db import StoreFault
@@ -39,12 +40,12 @@ class BlocksScreen(SecondaryScreen):
     ENGINES = ("executor",)
     HELP_SECTION = "Blocks"
     BINDINGS = [
-        Binding("u", "unblock", "Unblock"),
-        Binding("e", "extend", "Extend"),
-        Binding("j", "move(1)", "Down", show=False),
-        Binding("k", "move(-1)", "Up", show=False),
-        Binding("r", "reload", "Refresh", show=False),
-        Binding("escape", "close", "Back"),
+        Binding("u", "unblock", "Unblock", id="unblock"),
+        Binding("e", "extend", "Extend", id="extend"),
+        Binding("j", "move(1)", "Down", show=False, id="cursor-down"),
+        Binding("k", "move(-1)", "Up", show=False, id="cursor-up"),
+        Binding("r", "reload", "Refresh", show=False, id="refresh"),
+        Binding("escape", "close", "Back", id="back"),
     ]
 
     def __init__(self, engine: Any, *, view_name: str = "executor") -> None:
@@ -80,7 +81,7 @@ class BlocksScreen(SecondaryScreen):
     def action_reload(self) -> None:
         """Re-read the blocks; rebuild the table only when a cell changed, keeping the cursor on its address."""
         now = self.clock()
-        blocks = self.engine.store.active_blocks()
+        blocks = self.engine.query.active_blocks()
         names = self.engine.peer_names()
         rows = [blocks_view_row(b, self.engine.block_state(b), names.get(b.sender), now) for b in blocks]
         self.query_one("#blocks-summary", StatusLine).show(blocks_summary(
@@ -168,6 +169,6 @@ class BlocksScreen(SecondaryScreen):
         except ValueError as exc:
             self.notify(str(exc), severity="warning", markup=False)
         else:
-            severity = "error" if result.status == "failed" else "information"
+            severity: SeverityLevel = "error" if result.status == "failed" else "information"
             self.notify(f"{ip}: {result.detail}", severity=severity, markup=False)  # "expiry extended to …", once
         self.action_reload()

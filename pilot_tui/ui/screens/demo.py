@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Label
 
 from pilot_tui.engines import updates as u
 
+from ..bridge import TRIAGE_KINDS
 from ..feedquery import FeedWindow
 from ..filters import ViewFilter
 from ..messages import EngineUpdates, FeedCursorMoved, FeedRowChosen
@@ -43,12 +44,12 @@ class DemoScreen(TriageActions, EngineScreen):
     VIEW = "demo"
     HELP_SECTION = "Demo"
     BINDINGS = [
-        Binding("a", "acknowledge", "Ack"),
-        Binding("m", "mitigate", "Mitigate"),
-        Binding("f", "false_positive", "False pos", show=False),
-        Binding("p", "toggle_pause", "Pause send"),
-        Binding("b", "blocks", "Blocks"),
-        Binding("escape", "close_detail", "Close detail", show=False),
+        Binding("a", "acknowledge", "Ack", id="acknowledge"),
+        Binding("m", "mitigate", "Mitigate", id="mitigate"),
+        Binding("f", "false_positive", "False pos", show=False, id="false-positive"),
+        Binding("p", "toggle_pause", "Pause send", id="pause"),
+        Binding("b", "blocks", "Blocks", id="blocks"),
+        Binding("escape", "close_detail", "Close detail", show=False, id="back"),
     ]
 
     def __init__(self, engines: dict[str, Any]) -> None:
@@ -56,12 +57,12 @@ class DemoScreen(TriageActions, EngineScreen):
         self.engines = engines
         self.ENGINES = tuple(engines)
         self.oracle = engines.get("oracle")
-        self.orchestrator = engines.get("orchestrator")  # type: ignore[assignment]
+        self.orchestrator = engines.get("orchestrator")  # type: ignore[assignment]  # None: no feed table, so no triage
         self.executor = engines.get("executor")
-        self.window = FeedWindow(self.orchestrator.store.conn) if self.orchestrator is not None else None
+        self.window = FeedWindow(self.orchestrator.query.feed) if self.orchestrator is not None else None
 
     @property
-    def table(self) -> FeedTable:  # type: ignore[override]
+    def table(self) -> FeedTable:
         return self.query_one(FeedTable)
 
     def compose(self) -> ComposeResult:
@@ -106,8 +107,8 @@ class DemoScreen(TriageActions, EngineScreen):
 
     def on_engine_updates(self, message: EngineUpdates) -> None:
         if message.engine == "orchestrator" and self.window is not None:
-            changed = bool({"TriageChanged", "MitigationUpdate"} & message.kinds)
-            if message.new_events or changed or "EventsStored" in message.kinds:
+            changed = bool(TRIAGE_KINDS & message.kinds)
+            if message.new_events or changed or u.EventsStored in message.kinds:
                 added = self.window.refresh()
                 self.table.reload(added_on_top=added)
                 if changed and self.query_one(EventDetail).display:
@@ -125,24 +126,22 @@ class DemoScreen(TriageActions, EngineScreen):
 
     def _show_status(self) -> None:
         if self.oracle is not None:
-            sender, outbox = self.oracle.sender, self.oracle.outbox
             self.query_one("#demo-oracle-status", StatusLine).update(oracle_status_text(
-                sensor=self.oracle.config.sensor, peer=sender.peer, port=sender.port, transport=sender.transport,
-                peer_state=sender.peer_state, paused=sender.paused, depth=outbox.depth(),
-                oldest_age=outbox.oldest_pending_age(now=self.clock()), counts=outbox.counts(),
-                lines_read=self.oracle.lines_read, detections=self.oracle.detections,
-                in_flight=sender.in_flight, hedges=sender.hedges))
+                sensor=self.oracle.config.sensor, status=self.oracle.query.send_status(now=self.clock()),
+                lines_read=self.oracle.lines_read, detections=self.oracle.detections))
         if self.window is not None and self.orchestrator is not None:
             self.query_one("#demo-feed-status", StatusLine).update(status_text(
                 receivers=self.orchestrator.receivers, total=self.window.total, shown=self.window.total,
-                quarantined=self.orchestrator.store.quarantine_count(),
+                quarantined=self.orchestrator.query.quarantine_count(),
                 exec_node=self.orchestrator.config.exec_node, flt=ViewFilter(), now=self.clock()))
 
     def _show_decisions(self) -> None:
+        if self.executor is None:
+            return
         table = self.query_one("#demo-decisions", DataTable)
         table.clear()
         names = self.executor.peer_names()
-        for row in self.executor.store.history(DECISIONS_SHOWN):
+        for row in self.executor.query.history(DECISIONS_SHOWN):
             table.add_row(*decision_row(row, names, narrow=True))  # a narrow box at any width
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -161,12 +160,12 @@ class DemoScreen(TriageActions, EngineScreen):
 
     def action_close_detail(self) -> None:
         if self.window is not None and self.query_one(EventDetail).display:
-            self.on_feed_row_chosen(FeedRowChosen(self.table.current))  # type: ignore[arg-type]
+            self.on_feed_row_chosen(FeedRowChosen(self.table.current))  # type: ignore[arg-type]  # closing: not read
 
     def action_toggle_pause(self) -> None:
         if self.oracle is None:
             return
-        self.oracle.sender.set_paused(not self.oracle.sender.paused)
+        self.oracle.set_paused(not self.oracle.query.paused)
         self._show_status()
 
     def action_blocks(self) -> None:

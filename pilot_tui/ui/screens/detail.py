@@ -16,7 +16,7 @@ class EventDetailScreen(ModalScreen[None]):
 
     CSS_PATH = "help.tcss"
     HELP_SECTION = "Event detail"
-    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
+    BINDINGS = [Binding("escape,enter,q", "close", "Close", id="close-detail")]
 
     def __init__(self, title: str, body: RenderableType) -> None:
         super().__init__()

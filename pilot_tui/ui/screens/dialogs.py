@@ -23,8 +23,8 @@ class ConfirmDialog(ModalScreen[bool]):
 
     CSS_PATH = "dialogs.tcss"
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes", id="yes"),
+        Binding("n,escape", "answer(False)", "No", id="no"),
     ]
 
     def __init__(self, title: str, body: Text, *, confirm_label: str = "Yes") -> None:
@@ -55,7 +55,7 @@ class NoteDialog(ModalScreen[str | None]):
     """Ask for an optional note; Enter confirms (``""`` when left empty), Escape cancels (``None``)."""
 
     CSS_PATH = "dialogs.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
     def __init__(self, title: str, body: Text) -> None:
         super().__init__()
@@ -85,7 +85,7 @@ class DurationDialog(ModalScreen[int | None]):
     with whole seconds, Escape cancels (``None``). Bad input is said inline and the dialog stays open."""
 
     CSS_PATH = "dialogs.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
     def __init__(self, title: str, body: Text, default: str = "1h") -> None:
         super().__init__()

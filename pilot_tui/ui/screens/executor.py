@@ -50,9 +50,9 @@ class ExecutorScreen(EngineScreen):
     ENGINES = ("executor",)
     HELP_SECTION = "Executor"
     BINDINGS = [
-        Binding("enter", "decision_detail", "Decision detail"),
-        Binding("b", "blocks", "Blocks"),
-        Binding("r", "reload", "Refresh"),
+        Binding("enter", "decision_detail", "Decision detail", id="detail"),
+        Binding("b", "blocks", "Blocks", id="blocks"),
+        Binding("r", "reload", "Refresh", id="refresh"),
     ]
 
     def __init__(self, engine: Any, *, view_name: str = "executor") -> None:
@@ -112,7 +112,7 @@ class ExecutorScreen(EngineScreen):
         """Active blocks with their countdown (re-read every second; the table is rebuilt only on change)."""
         now = self.clock()
         names = self.engine.peer_names()
-        self._blocks = self.engine.store.active_blocks()[:HISTORY_ROWS]
+        self._blocks = self.engine.query.active_blocks()[:HISTORY_ROWS]
         rows = [block_row(block, now, names.get(block.sender)) for block in self._blocks]
         key = [tuple(str(cell) for cell in row) for row in rows]
         if key == self._blocks_key:
@@ -141,7 +141,7 @@ class ExecutorScreen(EngineScreen):
         cursor = table.cursor_row
         chosen = decision_key(self.decisions[cursor]) if 0 < cursor < len(self.decisions) else None
         table.clear()
-        self.decisions = self.engine.store.history(HISTORY_ROWS)
+        self.decisions = self.engine.query.history(HISTORY_ROWS)
         names = self.engine.peer_names()
         for row in self.decisions:
             table.add_row(*decision_row(row, names, narrow=narrow))

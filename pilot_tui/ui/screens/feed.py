@@ -1,15 +1,15 @@
 """The orchestrator's threat feed: filterable virtual table, detail pane, stats, and the analyst's actions.
 
 Every action goes through the engine (``acknowledge``, ``false_positive``, ``reopen``, ``mitigate``); the screen
-only decides what to ask and shows what the engine reports. Store reads are the feed queries over the store's
-connection. New events are picked up on the app's update tick (≤10×/s), never per event.
+only decides what to ask and shows what the engine reports. Reads go through the engine's read API
+(``engine.query``); the slow ones (counts over a text filter, stats) run in a worker thread. New events are picked
+up on the app's update tick (≤10×/s), never per event.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,11 +17,13 @@ from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Input
 
+from pilot_tui.engines import updates as u
 from pilot_tui.engines.orchestrator import OrchestratorEngine
 from pilot_tui.model import SEVERITIES
-from pilot_tui.store import feed
 from pilot_tui.store.events import StoredEvent
+from pilot_tui.store.queries import FeedQuery
 
+from ..bridge import TRIAGE_KINDS
 from ..feedquery import FeedWindow
 from ..filters import FIELDS, FilterError, ViewFilter, parse_query
 from ..messages import EngineUpdates, FeedCursorMoved, FeedRowChosen
@@ -41,8 +43,6 @@ FILTER_DEBOUNCE_S = 0.12
 STATS_EVERY_S = 2.0
 """Top sources and the per-minute sparkline are aggregate queries: refreshed at most this often."""
 
-TRIAGE_KINDS = frozenset({"TriageChanged", "MitigationUpdate"})
-
 
 class FilterInput(Input):
     """The ``/`` box. It takes every printable key, so the footer would otherwise be empty while typing: it says
@@ -50,14 +50,14 @@ class FilterInput(Input):
 
     HELP_SECTION = "Filter box"
     BINDINGS = [
-        Binding("enter", "submit", "Keep filter"),
-        Binding("escape", "screen.back", "Cancel"),
+        Binding("enter", "submit", "Keep filter", id="keep-filter"),
+        Binding("escape", "screen.back", "Cancel", id="cancel-filter"),
     ]
 
 
-def stats_query(conn: Any, now: float) -> tuple[list[tuple[str, int]], list[int]]:
-    """(top 5 sources, events per minute over 30 minutes) — run by the store reader."""
-    return feed.top_sources(conn, 5), feed.per_minute(conn, 30, now=now)
+def stats_query(query: FeedQuery, now: float) -> tuple[list[tuple[str, int]], list[int]]:
+    """(top 5 sources, events per minute over 30 minutes) — through the app's reader, off the loop (inline only for the first paint)."""
+    return query.top_sources(5), query.per_minute(30, now=now)
 
 
 class FeedScreen(TriageActions, EngineScreen):
@@ -69,7 +69,7 @@ class FeedScreen(TriageActions, EngineScreen):
 
     # The feed's keys (/ s h a f o m i t x F S c C) are the table's: see FeedTable.BINDINGS.
     BINDINGS = [
-        Binding("escape", "back", "Close / clear", show=False),
+        Binding("escape", "back", "Close / clear", show=False, id="back"),
     ]
 
     VIEW = "feed"
@@ -78,10 +78,10 @@ class FeedScreen(TriageActions, EngineScreen):
         super().__init__()
         self.engine = engine
         self.orchestrator = engine
-        self.window = FeedWindow(engine.store.conn)
+        self.window = FeedWindow(engine.query.feed)
         self._stats_at = 0.0
         self._stats_dirty = True
-        self._quarantined = engine.store.quarantine_count()
+        self._quarantined = engine.query.quarantine_count()
         self._filter_before: ViewFilter | None = None
         self._filter_timer: Timer | None = None
 
@@ -118,21 +118,21 @@ class FeedScreen(TriageActions, EngineScreen):
 
     def on_engine_updates(self, message: EngineUpdates) -> None:
         kinds = message.kinds
-        if "EventsStored" in kinds or kinds & TRIAGE_KINDS:
+        if u.EventsStored in kinds or kinds & TRIAGE_KINDS:
             full = bool(kinds & TRIAGE_KINDS) and self.window.filter.hide_handled
             added = self.window.refresh(full=full)
             self.table.reload(added_on_top=added)
             self._stats_dirty = True
             if kinds & TRIAGE_KINDS and self.detail.display:
                 self.detail.show(self.table.current)
-        if "Quarantined" in kinds:
-            self._quarantined = self.engine.store.quarantine_count()
+        if u.Quarantined in kinds:
+            self._quarantined = self.engine.query.quarantine_count()
         self._show_status()
         self._refresh_stats()
 
     def _show_status(self) -> None:
         flt = self.window.filter
-        total = self.engine.store.total() if flt.active else self.window.total
+        total = self.engine.query.total() if flt.active else self.window.total
         self.query_one("#feed-status", StatusLine).update(status_text(
             receivers=self.engine.receivers, total=total, shown=self.window.total, quarantined=self._quarantined,
             exec_node=self.engine.config.exec_node, flt=flt, now=self.clock(), counting=self.window.counting))
@@ -144,14 +144,14 @@ class FeedScreen(TriageActions, EngineScreen):
             return
         self._stats_at, self._stats_dirty = mono, False
         if force:
-            self._show_stats(stats_query(self.engine.store.conn, self.clock()))
+            self._show_stats(stats_query(self.engine.query.feed, self.clock()))
         else:
             self.run_worker(self._load_stats(), name="feed stats", group="stats", exclusive=True,
                             exit_on_error=False)
 
     async def _load_stats(self) -> None:
         now = self.clock()
-        self._show_stats(await self.pilot_app.reader.run(lambda conn: stats_query(conn, now)))
+        self._show_stats(await self.pilot_app.reader.run(lambda query: stats_query(query, now)))
 
     def _show_stats(self, stats: tuple[list[tuple[str, int]], list[int]]) -> None:
         self.query_one(StatsStrip).show(*stats)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
@@ -16,24 +16,34 @@ HelpRow = tuple[str, str, str]
 """(section, keys, description)."""
 
 
-HIDDEN_ACTIONS = frozenset({"scroll_left", "scroll_right", "page_left", "page_right", "focus_next",
-                            "focus_previous", "screen.copy_text", "copy_text", "scroll_home", "scroll_end",
-                            "command_palette", "app.next_view(-1)", "next_view(-1)", "minimize", "maximize"})
-"""Bindings inherited from Textual that add nothing to our help (horizontal scrolling, focus cycling…)."""
+def own_bindings(active: Mapping[str, ActiveBinding]) -> Iterator[tuple[str, ActiveBinding]]:
+    """The app's own bindings among the active ones (``Screen.active_bindings``), in order.
+
+    Every binding pilot-tui defines has an ``id`` (its name in the config file's ``[keymap]``; a test checks that
+    none lacks one), so the ones without are those inherited from Textual's widgets (horizontal scrolling, focus
+    cycling, Input's cursor keys…) — not what ``?`` or the command palette is for.
+    """
+    for key, active_binding in active.items():
+        binding = active_binding.binding
+        if binding.id and binding.description and not binding.system:
+            yield key, active_binding
 
 
-def help_rows(active: dict[str, object], key_display: object) -> list[HelpRow]:
-    """Group the active bindings (``Screen.active_bindings``) by owner and action; keys of one action are joined.
+def section_of(node: object) -> str:
+    """The heading a binding is listed under: its owner's ``HELP_SECTION`` (or class name)."""
+    return getattr(node, "HELP_SECTION", None) or type(node).__name__
+
+
+def help_rows(active: Mapping[str, ActiveBinding], key_display: Callable[[Binding], str]) -> list[HelpRow]:
+    """Group the app's active bindings by owner and action; keys of one action are joined.
 
     Sections keep the order in which they first appear; within a section, bindings keep theirs.
     """
     grouped: dict[tuple[str, str], tuple[str, list[str]]] = {}
-    for key, active_binding in active.items():
-        node, binding = active_binding.node, active_binding.binding  # type: ignore[attr-defined]
-        if not binding.description or binding.system or binding.action in HIDDEN_ACTIONS:
-            continue
-        section = getattr(node, "HELP_SECTION", None) or type(node).__name__
-        shown = key_display(binding) if callable(key_display) else key  # type: ignore[operator]
+    for key, active_binding in own_bindings(active):
+        node, binding = active_binding.node, active_binding.binding
+        section = section_of(node)
+        shown = key_display(binding) if callable(key_display) else key
         entry = grouped.setdefault((section, binding.description), (section, []))
         if shown not in entry[1]:
             entry[1].append(shown)
@@ -58,7 +68,7 @@ class HelpScreen(ModalScreen[None]):
     """Lists the keys of the view it was opened from, grouped by where they apply."""
 
     CSS_PATH = "help.tcss"
-    BINDINGS = [Binding("escape,question_mark,q", "close", "Close help")]
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close help", id="close-help")]
 
     def __init__(self, rows: list[HelpRow], extra: str = "") -> None:
         super().__init__()

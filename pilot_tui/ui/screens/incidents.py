@@ -13,8 +13,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from pilot_tui.engines.orchestrator import OrchestratorEngine
-from pilot_tui.store import feed
+from pilot_tui.store.feed import FeedFilter, Incident
 
+from ..bridge import TRIAGE_KINDS
 from ..format import fmt_when, safe, severity_name, state_label, truncate
 from ..messages import EngineUpdates
 from ..widgets.key_hints import KeyHints
@@ -38,12 +39,12 @@ class IncidentsScreen(SecondaryScreen):
     HELP_SECTION = "Incidents"
     ENGINES = ("orchestrator",)
     BINDINGS = [
-        Binding("escape", "close", "Back"),
-        Binding("enter", "choose", "Show events"),
-        Binding("a", "triage('acknowledged')", "Ack all"),
-        Binding("f", "triage('false_positive')", "False pos. all"),
-        Binding("m", "mitigate", "Mitigate"),
-        Binding("r", "reload", "Refresh"),
+        Binding("escape", "close", "Back", id="back"),
+        Binding("enter", "choose", "Show events", id="detail"),
+        Binding("a", "triage('acknowledged')", "Ack all", id="acknowledge"),
+        Binding("f", "triage('false_positive')", "False pos. all", id="false-positive"),
+        Binding("m", "mitigate", "Mitigate", id="mitigate"),
+        Binding("r", "reload", "Refresh", id="refresh"),
     ]
 
     def __init__(self, engine: OrchestratorEngine) -> None:
@@ -69,7 +70,7 @@ class IncidentsScreen(SecondaryScreen):
         table.focus()
 
     def on_engine_updates(self, message: EngineUpdates) -> None:
-        if message.new_events or {"TriageChanged", "MitigationUpdate"} & message.kinds:
+        if message.new_events or TRIAGE_KINDS & message.kinds:
             self._dirty = True
 
     _dirty = False
@@ -83,15 +84,17 @@ class IncidentsScreen(SecondaryScreen):
     async def _load(self) -> None:
         reader = getattr(self.app, "reader", None)
         if reader is None:
-            self.show(feed.incidents(self.engine.store.conn, INCIDENT_LIMIT))
+            self.show(self.engine.query.feed.incidents(INCIDENT_LIMIT))
         else:
-            self.show(await reader.run(lambda conn: feed.incidents(conn, INCIDENT_LIMIT)))
+            self.show(await reader.run(lambda query: query.incidents(INCIDENT_LIMIT)))
 
     def action_reload(self) -> None:
-        """Re-read the incidents now (``r``, and when the screen opens)."""
-        self.show(feed.incidents(self.engine.store.conn, INCIDENT_LIMIT))
+        """Re-read the incidents now (``r``), in the worker thread like every other reload: grouping 50k+ events
+        takes tens of milliseconds."""
+        self._dirty = True
+        self._reload_if_changed()
 
-    def show(self, rows: list[feed.Incident]) -> None:
+    def show(self, rows: list[Incident]) -> None:
         """Fill the table with ``rows``, keeping the selected *address* selected (incidents reorder as attackers
         become active: a row number would point ``m`` at another attacker)."""
         table = self.query_one(DataTable)
@@ -145,7 +148,7 @@ class IncidentsScreen(SecondaryScreen):
         ip = self._current_ip()
         if ip is None:
             return
-        pending = len(self.engine.store.ids_from_source(ip))
+        pending = len(self.engine.query.open_ids_from(ip))
         if not pending:
             self.notify(f"{safe(ip)} has no new events to triage.", severity="warning", timeout=3)
             return
@@ -172,7 +175,7 @@ class IncidentsScreen(SecondaryScreen):
         ip = self._current_ip()
         if ip is None:
             return
-        latest = feed.window(self.engine.store.conn, feed.FeedFilter(source_ip=ip), 0, 1)
+        latest = self.engine.query.feed.window(FeedFilter(source_ip=ip), 0, 1)
         if not latest:
             return
         from .feed import FeedScreen

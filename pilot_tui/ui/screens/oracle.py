@@ -53,10 +53,10 @@ class OracleScreen(EngineScreen):
     ENGINES = ("oracle",)
     HELP_SECTION = "Oracle"
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause/resume"),
-        Binding("r", "retry", "Retry now"),
-        Binding("enter", "detail", "Event detail"),
-        Binding("F", "follow", "Follow"),
+        Binding("p", "toggle_pause", "Pause/resume", id="pause"),
+        Binding("r", "retry", "Retry now", id="retry"),
+        Binding("enter", "detail", "Event detail", id="detail"),
+        Binding("F", "follow", "Follow", id="follow"),
     ]
 
     def __init__(self, engine: OracleEngine, *, view_name: str = "oracle") -> None:
@@ -111,7 +111,7 @@ class OracleScreen(EngineScreen):
             self._apply(update)
         if message.dropped:
             self.query_one(TextLog).add(Text(f"… {message.dropped} updates skipped (UI fell behind)", style="dim"))
-        if "Detected" in message.kinds:
+        if u.Detected in message.kinds:
             self._detections_dirty = True
             if time.monotonic() - self._detections_at >= DETECTIONS_EVERY_S:
                 self._show_detections()
@@ -141,13 +141,9 @@ class OracleScreen(EngineScreen):
         self.query_one("#rate-label", StatusLine).show(Text(f"Lines / s (60 s) · now {self._rates[-1]:.0f}"))
 
     def _show_status(self) -> None:
-        sender, outbox = self.engine.sender, self.engine.outbox
         self.query_one("#oracle-status", StatusLine).update(oracle_status_text(
-            sensor=self.engine.config.sensor, peer=sender.peer, port=sender.port, transport=sender.transport,
-            peer_state=sender.peer_state, paused=sender.paused, depth=outbox.depth(),
-            oldest_age=outbox.oldest_pending_age(now=self.clock()), counts=outbox.counts(),
-            lines_read=self.engine.lines_read, detections=self.engine.detections, last_error=self.last_error,
-            in_flight=sender.in_flight, hedges=sender.hedges))
+            sensor=self.engine.config.sensor, status=self.engine.query.send_status(now=self.clock()),
+            lines_read=self.engine.lines_read, detections=self.engine.detections, last_error=self.last_error))
 
     def _show_files(self) -> None:
         """Rebuild the files table only when a value changed (it is re-read every second)."""
@@ -210,14 +206,14 @@ class OracleScreen(EngineScreen):
     # -- intents -------------------------------------------------------------------------------------------
 
     def action_toggle_pause(self) -> None:
-        sender = self.engine.sender
-        sender.set_paused(not sender.paused)
-        self.notify("sending paused — detections keep going to the outbox" if sender.paused else "sending resumed",
+        paused = not self.engine.query.paused
+        self.engine.set_paused(paused)
+        self.notify("sending paused — detections keep going to the outbox" if paused else "sending resumed",
                     timeout=3)
         self._show_status()
 
     def action_retry(self) -> None:
-        self.notify(self.engine.sender.retry_now(), timeout=3, markup=False)  # sends, or says why not
+        self.notify(self.engine.retry_now(), timeout=3, markup=False)  # sends, or says why not
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "detections":
@@ -233,6 +229,6 @@ class OracleScreen(EngineScreen):
         event = next((e for e in self.engine.recent if e.id == self._shown_ids[row]), None)
         if event is None:
             return
-        state = self.engine.outbox.state_of(event.id)
+        state = self.engine.query.outbox_state(event.id)
         extra = [("outbox", safe_text(f"{state[0]} ({state[1] or '—'})" if state else "pruned"))]
         self.app.push_screen(EventDetailScreen(f"Detection {event.id[:24]}", detail_renderable(event, extra)))

@@ -45,7 +45,7 @@ class QuarantineScreen(SecondaryScreen):
 
     CSS_PATH = "secondary.tcss"
     HELP_SECTION = "Quarantine"
-    BINDINGS = [Binding("escape", "close", "Back"), Binding("r", "reload", "Refresh")]
+    BINDINGS = [Binding("escape", "close", "Back", id="back"), Binding("r", "reload", "Refresh", id="refresh")]
 
     def __init__(self, engine: OrchestratorEngine) -> None:
         super().__init__()
@@ -67,9 +67,9 @@ class QuarantineScreen(SecondaryScreen):
         table.focus()
 
     def action_reload(self) -> None:
-        store = self.engine.store
-        by_reason = store.quarantine_by_reason()
-        stats = store.quarantine_stats()
+        reads = self.engine.query
+        by_reason = reads.quarantine_by_reason()
+        stats = reads.quarantine_stats()
         summary = Text(f"{stats['rows']:,} quarantined", style="bold")
         if stats["lines"] != stats["rows"]:
             summary.append(f" ({stats['lines']:,} lines)")
@@ -81,7 +81,7 @@ class QuarantineScreen(SecondaryScreen):
         self.query_one("#quarantine-summary", Static).update(summary)
         table = self.query_one(DataTable)
         table.clear()
-        self.rows = store.quarantine_page(PAGE)
+        self.rows = reads.quarantine_page(PAGE)
         for row in self.rows:
             table.add_row(fmt_iso(row["received_at"])[5:], safe_text(row["reason"]), f"{row['lines']:,}",
                           Text(truncate(safe(row["detail"]), 41)), fmt_bytes(row["raw_len"]),
@@ -111,7 +111,7 @@ class QuarantineScreen(SecondaryScreen):
                 line = Text(f"  line {item.get('line')} {safe(item.get('reason'))}: ", style="bold")
                 line.append_text(Text(truncate(safe(item.get("raw", "")), 120)))
                 parts.append(line)
-        parts += [note, safe_text(raw_preview(row["raw"] or b""))]
+        parts += [note, Text(raw_preview(row["raw"] or b""))]  # already escaped: a second pass doubles backslashes
         sample.update(Group(*parts))
 
     def action_close(self) -> None:

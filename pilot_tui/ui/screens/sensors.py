@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
 
+from pilot_tui.engines import updates as u
 from pilot_tui.engines.orchestrator import OrchestratorEngine
 
 from ..format import fmt_age, fmt_when, safe, safe_text, truncate
@@ -42,10 +43,10 @@ class SensorsScreen(SecondaryScreen):
     HELP_SECTION = "Sensors & trust"
     ENGINES = ("orchestrator",)
     BINDINGS = [
-        Binding("escape", "close", "Back"),
-        Binding("a", "approve", "Approve"),
-        Binding("x", "reject", "Reject"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "close", "Back", id="back"),
+        Binding("a", "approve", "Approve", id="approve"),
+        Binding("x", "reject", "Reject", id="reject"),
+        Binding("r", "refresh", "Refresh", id="refresh"),
     ]
 
     def __init__(self, engine: OrchestratorEngine) -> None:
@@ -81,7 +82,7 @@ class SensorsScreen(SecondaryScreen):
         pending.focus()
 
     def on_engine_updates(self, message: EngineUpdates) -> None:
-        if message.new_events or "SensorAlert" in message.kinds:
+        if message.new_events or u.SensorAlert in message.kinds:
             self._sensors_dirty = True
         self.show_receivers()
 
@@ -100,14 +101,14 @@ class SensorsScreen(SecondaryScreen):
 
     async def _load_sensors(self) -> None:
         reader = getattr(self.app, "reader", None)
-        self.show_sensors(await reader.sensors() if reader is not None else self.engine.store.sensors())
+        self.show_sensors(await reader.sensors() if reader is not None else self.engine.query.feed.sensors())
 
     def show_sensors(self, rows: list[dict[str, Any]] | None = None) -> None:
         """Fill the sensors table (from ``rows``, or read now)."""
         table = self.query_one("#sensors", DataTable)
         table.clear()
         now = self.clock()
-        for s in (self.engine.store.sensors() if rows is None else rows)[:500]:
+        for s in (self.engine.query.feed.sensors() if rows is None else rows)[:500]:
             missing = int(s.get("missing") or 0)
             mism = int(s.get("mismatches") or 0)
             table.add_row(
@@ -181,7 +182,7 @@ class SensorsScreen(SecondaryScreen):
         if request is None:
             return
         try:
-            node_id = int(request.get("node_id"))  # type: ignore[arg-type]
+            node_id = int(request.get("node_id"))  # type: ignore[arg-type]  # None: TypeError, caught below
         except (TypeError, ValueError):
             self.notify("This request has no usable node id.", severity="error")
             return

@@ -26,8 +26,10 @@ class TriageActions:
 
     if TYPE_CHECKING:  # provided by the host screen
         orchestrator: OrchestratorEngine
-        table: FeedTable
         app: Any
+
+        @property
+        def table(self) -> FeedTable: ...
 
         def notify(self, message: str, **kwargs: Any) -> None: ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -91,7 +92,7 @@ _SEV_COLOURS = ("grey62", "cyan", "yellow", "dark_orange", "red")
 class EventDetail(VerticalScroll):
     """Scrollable pane showing one event (or a hint when none is selected)."""
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield Static(Text("Select an event and press Enter.", style="dim italic"), id="detail-body", markup=False)
 
     def show(self, stored: StoredEvent | None) -> None:

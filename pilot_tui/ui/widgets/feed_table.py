@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.style import Style
 from rich.text import Text
@@ -83,17 +82,10 @@ STATE_CLASSES = tuple(f"feed-table--state-{k}" for k in ("new", "handled", "miti
 
 
 def feed_binding(key: str, action: str, description: str, *, show: bool = True) -> Binding:
-    """A feed key that runs ``action`` on the screen showing the table (or on the threat feed view)."""
-    return Binding(key, f"feed('{action}')", description, show=show)
+    """A feed key that runs ``action`` on the screen showing the table (or on the threat feed view).
 
-
-def copy_dir(conn: object) -> Path | None:
-    """The state directory of the store behind ``conn`` (where copies are written as files too)."""
-    try:
-        row = conn.execute("PRAGMA database_list").fetchone()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - a closed or in-memory store simply has no directory
-        return None
-    return Path(row[2]).parent if row and row[2] else None
+    Its keymap id is the action's name with dashes (``hide_handled`` → ``hide-handled``)."""
+    return Binding(key, f"feed('{action}')", description, show=show, id=action.replace("_", "-"))
 
 
 class FeedTable(ScrollView, can_focus=True):
@@ -105,27 +97,27 @@ class FeedTable(ScrollView, can_focus=True):
                          *SEVERITY_CLASSES, *STATE_CLASSES}
 
     BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,g", "jump(0)", "First row", show=False),
-        Binding("end,G", "jump(-1)", "Last row", show=False),
-        Binding("enter", "choose", "Detail"),
+        Binding("up,k", "cursor(-1)", "Up", show=False, id="cursor-up"),
+        Binding("down,j", "cursor(1)", "Down", show=False, id="cursor-down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="page-up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="page-down"),
+        Binding("home,g", "jump(0)", "First row", show=False, id="first-row"),
+        Binding("end,G", "jump(-1)", "Last row", show=False, id="last-row"),
+        Binding("enter", "choose", "Detail", id="detail"),
         feed_binding("slash", "filter", "Filter"),
         feed_binding("a", "acknowledge", "Ack"),
         feed_binding("m", "mitigate", "Mitigate"),
-        Binding("F", "follow", "Follow"),
+        Binding("F", "follow", "Follow", id="follow"),
         feed_binding("i", "incidents", "Incidents"),
         feed_binding("s", "severity", "Min severity"),
         feed_binding("h", "hide_handled", "Hide handled"),
-        Binding("S", "sort", "Sort"),
+        Binding("S", "sort", "Sort", id="sort"),
         feed_binding("t", "sensors", "Trust"),
         feed_binding("x", "quarantine", "Quarantine"),
         feed_binding("f", "false_positive", "False positive"),
         feed_binding("o", "reopen", "Reopen"),
-        Binding("c", "copy('address')", "Copy IP"),
-        Binding("C", "copy('event')", "Copy JSON"),
+        Binding("c", "copy('address')", "Copy IP", id="copy-address"),
+        Binding("C", "copy('event')", "Copy JSON", id="copy-event"),
     ]
 
     def __init__(self, window: FeedWindow, *, id: str | None = None, classes: str | None = None) -> None:
@@ -337,7 +329,7 @@ class FeedTable(ScrollView, can_focus=True):
             label = f"event {safe(current.event.id)[:24]}"
         self.app.copy_to_clipboard(text)
         where = ""
-        folder = copy_dir(self.window.conn)
+        folder = self.window.query.folder()
         if folder is not None:
             path = folder / name
             try:

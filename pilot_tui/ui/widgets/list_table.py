@@ -7,7 +7,7 @@ cursor moves a view makes itself while it rebuilds the list (the oracle's detect
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import events
 from textual.binding import Binding, BindingType
@@ -21,10 +21,10 @@ class ListTable(DataTable[object]):
     HELP_SECTION = "Lists"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
-        Binding("home,g", "first", "First row", show=False),
-        Binding("end,G", "last", "Last row", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False, id="cursor-up"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="cursor-down"),
+        Binding("home,g", "first", "First row", show=False, id="first-row"),
+        Binding("end,G", "last", "Last row", show=False, id="last-row"),
     ]
 
     class UserMoved(Message):
@@ -38,9 +38,9 @@ class ListTable(DataTable[object]):
         def control(self) -> ListTable:
             return self.table
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:  # DataTable's keyword arguments, passed through
         kwargs.setdefault("cursor_type", "row")
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Enter is the screen's key (each names what it does there: "Show events", "Event detail"…), and a row

@@ -5,11 +5,11 @@ Pure functions of engine state and updates (no Textual import), so plain tests c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from rich.text import Text
 
+from pilot_tui.engines.queries import SendStatus
 from pilot_tui.engines.updates import SendResult
 from pilot_tui.model import ThreatEvent
 
@@ -19,10 +19,13 @@ PEER_STYLES = {"reachable": "bold green", "unknown": "dim", "unreachable": "bold
                "daemon-down": "bold red", "stalled": "bold yellow"}
 
 
-def oracle_status_text(*, sensor: str, peer: str, port: int, transport: str, peer_state: str, paused: bool,
-                       depth: int, oldest_age: float | None, counts: Mapping[str, int], lines_read: int,
-                       detections: int, last_error: str = "", in_flight: int = 0, hedges: int = 0) -> Text:
+def oracle_status_text(*, sensor: str, status: SendStatus, lines_read: int, detections: int,
+                       last_error: str = "") -> Text:
     """Two lines: who sends to whom and how, then the outbox and counters."""
+    paused, peer_state, peer, port, transport = status.paused, status.peer_state, status.peer, status.port, \
+        status.transport
+    depth, oldest_age, counts, in_flight, hedges = status.depth, status.oldest_age, status.counts, \
+        status.in_flight, status.hedges
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     text.append("sending ", style="dim")
     text.append(" PAUSED " if paused else "on", style="bold reverse yellow" if paused else "bold green")

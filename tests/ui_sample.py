@@ -12,14 +12,17 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from pilot_tui.model import ThreatEvent, make_event
-from pilot_tui.pilot.driver import ConnectResult, SendAck
+from pilot_tui.pilot.driver import ConnectResult, DaemonStatus, Pilotctl, SendAck
 from pilot_tui.pilot.errors import PilotError
 from pilot_tui.store.events import EventStore
+
+if TYPE_CHECKING:
+    from pilot_tui.engines.mitigation import Status
 
 BASE_EPOCH = 1_795_608_000.0
 """2026-11-25T12:00:00Z — the sample clock's "now" is a little after the newest sample event."""
@@ -193,7 +196,7 @@ class StubPilot:
     """
 
     fail_with: PilotError | None = None
-    mitigation_status: str = "applied"
+    mitigation_status: Status = "applied"
     pending_requests: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     delay_s: float = 0.0
@@ -223,7 +226,7 @@ class StubPilot:
 
             result = MitigationResult(
                 request_id=obj["request_id"], ip=obj["ip"], action=obj["action"],
-                status=self.mitigation_status,  # type: ignore[arg-type]
+                status=self.mitigation_status,
                 backend="dry-run", detail="blocked for 3600s (dry-run: nothing was run)",
                 expires_at="2026-11-25T13:00:00.000Z", executor="aws-exec-node")
             reply = {"data": result.encode().decode(), "from": target}
@@ -243,6 +246,32 @@ class StubPilot:
         self.pending_requests = [p for p in self.pending_requests if p.get("node_id") != node_id]
         return {"rejected": node_id}
 
+    # -- the calls the executor makes (identity, inbox)
+
+    async def daemon_status(self) -> DaemonStatus:
+        return DaemonStatus(True, True, EXEC_ADDR, "aws-exec-node", 3585, None, 60, {})
+
+    async def info(self) -> dict[str, Any]:
+        return {"address": EXEC_ADDR, "hostname": "aws-exec-node"}
+
+    async def find(self, hostname: str) -> dict[str, Any]:
+        """The exec node resolves (the orchestrator pins its mitigations to its address), and so does the orchestrator
+        (the executor obeys it by name); other names do not."""
+        from pilot_tui.pilot.errors import NotFound
+
+        await self._maybe_fail("find", hostname)
+        if hostname == "aws-exec-node":
+            return {"address": EXEC_ADDR, "hostname": hostname, "node_id": 3585, "public": False}
+        if hostname == ORCH_NAME:
+            return {"address": ORCH_ADDR, "hostname": hostname, "node_id": 2, "public": False}
+        raise NotFound(f"{hostname} not found")
+
+    async def inbox_listing(self, *flags: str) -> tuple[str, list[Any]]:
+        return "", []
+
+    async def inbox_clear(self, *, before: float | None = None) -> int:
+        return 0
+
 
 SAMPLE_PENDING: list[dict[str, Any]] = [
     {"node_id": 4711, "justification": "edge-proxy-4 wants to send detections", "public_key": "",
@@ -252,49 +281,17 @@ SAMPLE_PENDING: list[dict[str, Any]] = [
 """Two handshake requests, one with hostile text in its justification."""
 
 
-# -- pilotctl calls the executor makes (identity, inbox) ----------------------------------------------------------
+# -- who the stub says the nodes are (its identity and lookup answers) --------------------------------------------
 
 EXEC_ADDR = "0:0000.0000.0e01"
 ORCH_ADDR = "0:0000.0000.0002"
 ORCH_NAME = "local-threat-orchestrator"
 
 
-async def _stub_daemon_status(self: StubPilot) -> Any:
-    from pilot_tui.pilot.driver import DaemonStatus
-
-    return DaemonStatus(True, True, EXEC_ADDR, "aws-exec-node", 3585, None, 60, {})
-
-
-async def _stub_info(self: StubPilot) -> dict[str, Any]:
-    return {"address": EXEC_ADDR, "hostname": "aws-exec-node"}
-
-
-async def _stub_find(self: StubPilot, hostname: str) -> dict[str, Any]:
-    """The exec node resolves (the orchestrator pins its mitigations to its address), and so does the orchestrator
-    (the executor obeys it by name); other names do not."""
-    from pilot_tui.pilot.errors import NotFound
-
-    await self._maybe_fail("find", hostname)
-    if hostname == "aws-exec-node":
-        return {"address": EXEC_ADDR, "hostname": hostname, "node_id": 3585, "public": False}
-    if hostname == ORCH_NAME:
-        return {"address": ORCH_ADDR, "hostname": hostname, "node_id": 2, "public": False}
-    raise NotFound(f"{hostname} not found")
-
-
-async def _stub_inbox_listing(self: StubPilot, *flags: str) -> tuple[str, list[Any]]:
-    return "", []
-
-
-async def _stub_inbox_clear(self: StubPilot, *, before: float | None = None) -> int:
-    return 0
-
-
-StubPilot.daemon_status = _stub_daemon_status  # type: ignore[attr-defined]
-StubPilot.info = _stub_info  # type: ignore[attr-defined]
-StubPilot.find = _stub_find  # type: ignore[attr-defined]
-StubPilot.inbox_listing = _stub_inbox_listing  # type: ignore[attr-defined]
-StubPilot.inbox_clear = _stub_inbox_clear  # type: ignore[attr-defined]
+def as_driver(pilot: StubPilot) -> Pilotctl:
+    """The stub where an engine takes the real driver. It answers only the calls the sample engines make (send,
+    mitigate, trust, identity), while those engines are typed for :class:`Pilotctl` as a whole: hence a cast."""
+    return cast(Pilotctl, pilot)
 
 
 # -- whole engines ------------------------------------------------------------------------------------------------
@@ -347,7 +344,7 @@ def sample_oracle(state_dir: str, *, detections: int = 40, pending: int = 12, pi
     from pilot_tui.store.outbox import Outbox
 
     outbox = Outbox(Path(state_dir) / "outbox.db")
-    engine = OracleEngine(pilot or StubPilot(), outbox, [StaticSource(sample_file_stats())], NoDetector(),
+    engine = OracleEngine(as_driver(pilot or StubPilot()), outbox, [StaticSource(sample_file_stats())], NoDetector(),
                           OracleConfig(peer="local-threat-orchestrator", sensor="gcp-log-oracle",
                                        transport=transport))
     events = [e for _, e in sample_events(detections, seed=3, sensors=(SENSORS[0],))]
@@ -390,7 +387,7 @@ def sample_orchestrator(path: str, n: int = 400, *, exec_node: str | None = "aws
     if quarantine:
         add_quarantine(store)
     config = OrchestratorConfig(stream=False, inbox=False, exec_node=exec_node, analyst="analyst")
-    return OrchestratorEngine(pilot or StubPilot(pending_requests=list(SAMPLE_PENDING)), store, config)
+    return OrchestratorEngine(as_driver(pilot or StubPilot(pending_requests=list(SAMPLE_PENDING))), store, config)
 
 
 def sample_receivers(engine: Any) -> None:
