@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
+from textual.widgets import Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from pilot_tui.engines.oracle import OracleEngine
@@ -37,6 +38,8 @@ from .bridge import UpdateBridge
 from .commands import PilotCommands
 from .messages import EngineUpdates
 from .notices import describe_error, notices_for
+from .tones import rich_theme
+from .widgets.text_log import TextLog
 
 VIEW_ORDER = ("demo", "feed", "oracle", "executor")
 """Views in the order the number keys reach them (only those with an engine exist)."""
@@ -104,6 +107,7 @@ class PilotApp(App[None]):
         self._unsubscribe: list[Callable[[], None]] = []
         self._engine_workers: list[Worker[Any]] = []
         self._reader: QueryReader | None = None
+        self._tones_pushed = False
         for view in self.views:
             self.add_mode(view, self._screen_factory(view))
 
@@ -195,7 +199,28 @@ class PilotApp(App[None]):
 
     # -- engines and workers -------------------------------------------------------------------------------------
 
+    def _apply_tones(self, _theme: object = None) -> None:
+        """Give the Rich styles that name theme variables (``ui/tones.py``) the current theme's colours.
+
+        Statics and text logs keep what they rendered, so on a theme change they are given their content again
+        (data tables re-render by themselves).
+        """
+        if self._tones_pushed:
+            self.console.pop_theme()
+        self.console.push_theme(rich_theme(self.theme_variables))
+        if not self._tones_pushed:
+            self._tones_pushed = True
+            return
+        screens = {*self.view_screens.values(), *self.screen_stack}
+        for screen in screens:
+            for static in screen.query(Static):
+                static.update(static.content)
+            for log in screen.query(TextLog):
+                log.rewrite()
+
     async def on_mount(self) -> None:
+        self._apply_tones()
+        self.theme_changed_signal.subscribe(self, self._apply_tones)
         for name, engine in self.engines.items():
             self._unsubscribe.append(engine.bus.subscribe(self._bridges[name]))
         self.set_interval(TICK_S, self.pump)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -146,9 +147,9 @@ class FeedScreen(TriageActions, EngineScreen):
         if force:
             self._show_stats(stats_query(self.engine.query.feed, self.clock()))
         else:
-            self.run_worker(self._load_stats(), name="feed stats", group="stats", exclusive=True,
-                            exit_on_error=False)
+            self._load_stats()
 
+    @work(name="feed stats", group="stats", exclusive=True, exit_on_error=False)
     async def _load_stats(self) -> None:
         now = self.clock()
         self._show_stats(await self.pilot_app.reader.run(lambda query: stats_query(query, now)))
@@ -245,9 +246,9 @@ class FeedScreen(TriageActions, EngineScreen):
         self.table.reload(reset=True)
         self._show_status()
         if self.window.counting:
-            self.run_worker(self._count(), name="count matches", group="count", exclusive=True,
-                            exit_on_error=False)
+            self._count()
 
+    @work(name="count matches", group="count", exclusive=True, exit_on_error=False)
     async def _count(self) -> None:
         flt, bound, query = self.window.count_query()
         counted = await self.pilot_app.reader.run(query)

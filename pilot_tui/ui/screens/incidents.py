@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import orjson
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
@@ -18,6 +19,7 @@ from pilot_tui.store.feed import FeedFilter, Incident
 from ..bridge import TRIAGE_KINDS
 from ..format import fmt_when, safe, severity_name, state_label, truncate
 from ..messages import EngineUpdates
+from ..tones import SEVERITY, WARN
 from ..widgets.key_hints import KeyHints
 from ..widgets.list_table import ListTable
 from ..widgets.view_bar import ViewBar
@@ -29,7 +31,6 @@ INCIDENT_LIMIT = 200
 RELOAD_EVERY_S = 2.0
 """While shown, the list is rebuilt at most this often when events arrive."""
 
-SEV_STYLES = ("dim", "cyan", "yellow", "bold dark_orange", "bold red")
 
 
 class IncidentsScreen(SecondaryScreen):
@@ -79,8 +80,9 @@ class IncidentsScreen(SecondaryScreen):
         """While shown, new events re-read the incidents in a worker thread (the query groups every event)."""
         if self._dirty:
             self._dirty = False
-            self.run_worker(self._load(), name="incidents", group="incidents", exclusive=True, exit_on_error=False)
+            self._load()
 
+    @work(name="incidents", group="incidents", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
         reader = getattr(self.app, "reader", None)
         if reader is None:
@@ -107,12 +109,12 @@ class IncidentsScreen(SecondaryScreen):
             label, _ = state_label("new" if inc.open_events else "acknowledged", mitigation)
             table.add_row(
                 Text(safe(inc.source_ip), style="bold"),
-                Text(severity_name(inc.max_severity), style=SEV_STYLES[max(0, min(4, inc.max_severity))]),
+                Text(severity_name(inc.max_severity), style=SEVERITY[max(0, min(4, inc.max_severity))]),
                 f"{inc.events:,}",
                 f"{inc.open_events:,}",
                 label,
                 fmt_when(inc.last_seen, self.clock()),
-                Text(str(len(inc.sensors)), style="bold yellow" if len(inc.sensors) > 1 else ""),
+                Text(str(len(inc.sensors)), style=WARN if len(inc.sensors) > 1 else ""),
                 f"{inc.total_count:,}",
                 Text(truncate(safe(", ".join(inc.anomalies)), 40)),
                 Text(truncate(safe(", ".join(inc.sensors)), 48)),

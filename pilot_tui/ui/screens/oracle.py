@@ -24,6 +24,7 @@ from pilot_tui.model import ThreatEvent
 
 from ..format import safe_text
 from ..messages import EngineUpdates
+from ..tones import BAD
 from ..widgets.event_detail import detail_renderable
 from ..widgets.key_hints import KeyHints
 from ..widgets.list_table import ListTable
@@ -122,7 +123,7 @@ class OracleScreen(EngineScreen):
             self.query_one(TextLog).add(send_result_text(update))
             self.last_error = "" if update.ok else f"{update.error_code}: {update.hint or update.error}"
         elif isinstance(update, u.SourceError):
-            line = Text("source ", style="bold red")
+            line = Text("source ", style=BAD)
             line.append_text(safe_text(f"{update.source}: {update.message}"))
             self.query_one(TextLog).add(line)
 

@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Static
 from pilot_tui.engines.orchestrator import OrchestratorEngine
 
 from ..format import fmt_bytes, fmt_iso, safe, safe_text, truncate
+from ..tones import WARN_SOFT
 from ..widgets.key_hints import KeyHints
 from ..widgets.list_table import ListTable
 from ..widgets.view_bar import ViewBar
@@ -77,7 +78,7 @@ class QuarantineScreen(SecondaryScreen):
             summary.append(" · " + ", ".join(f"{safe(r)} {n:,}" for r, n in sorted(by_reason.items())))
         if stats["dropped"]:
             summary.append(f" · {stats['dropped']:,} oldest dropped ({stats['dropped_lines']:,} lines)",
-                           style="yellow")
+                           style=WARN_SOFT)
         self.query_one("#quarantine-summary", Static).update(summary)
         table = self.query_one(DataTable)
         table.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
@@ -19,6 +20,7 @@ from pilot_tui.engines.orchestrator import OrchestratorEngine
 
 from ..format import fmt_age, fmt_when, safe, safe_text, truncate
 from ..messages import EngineUpdates
+from ..tones import BAD, BAD_SOFT, WARN, WARN_SOFT
 from ..widgets.key_hints import KeyHints
 from ..widgets.list_table import ListTable
 from ..widgets.orchestrator_panels import receiver_lines
@@ -96,9 +98,9 @@ class SensorsScreen(SecondaryScreen):
         """While shown, sensor rows are re-read at most every few seconds, in a worker thread."""
         if self._sensors_dirty:
             self._sensors_dirty = False
-            self.run_worker(self._load_sensors(), name="sensors", group="sensors", exclusive=True,
-                            exit_on_error=False)
+            self._load_sensors()
 
+    @work(name="sensors", group="sensors", exclusive=True, exit_on_error=False)
     async def _load_sensors(self) -> None:
         reader = getattr(self.app, "reader", None)
         self.show_sensors(await reader.sensors() if reader is not None else self.engine.query.feed.sensors())
@@ -117,8 +119,8 @@ class SensorsScreen(SecondaryScreen):
                 fmt_age(now - s["last_seen"]) + " ago",
                 f"{s['events']:,}",
                 "—" if s["max_seq"] is None else str(s["max_seq"]),
-                Text(str(missing), style="bold yellow" if missing else "dim"),
-                Text(str(mism), style="bold red" if mism else "dim"),
+                Text(str(missing), style=WARN if missing else "dim"),
+                Text(str(mism), style=BAD if mism else "dim"),
             )
 
     def show_pending(self) -> None:
@@ -141,11 +143,11 @@ class SensorsScreen(SecondaryScreen):
             table.move_cursor(row=keys.index(held), animate=False)
         status = self.query_one("#pending-status", Static)
         if self.pending_error:
-            status.update(Text(f"could not list pending requests: {self.pending_error}", style="red"))
+            status.update(Text(f"could not list pending requests: {self.pending_error}", style=BAD_SOFT))
         elif not self.pending:
             status.update(Text("No node is waiting for approval.", style="dim"))
         else:
-            status.update(Text(f"{len(self.pending)} waiting — a: approve (trust it), x: reject", style="yellow"))
+            status.update(Text(f"{len(self.pending)} waiting — a: approve (trust it), x: reject", style=WARN_SOFT))
 
     # -- intents -------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pilot_tui.model import ThreatEvent
 from pilot_tui.store.events import StoredEvent
 
 from ..format import fmt_iso, safe, safe_text, severity_name, state_label
+from ..tones import SEVERITY
 
 
 def _grid() -> Table:
@@ -35,7 +36,7 @@ def detail_renderable(stored: StoredEvent | ThreatEvent, extra: list[tuple[str, 
     grid = _grid()
     sev = severity_name(event.severity_rank)
     rows: list[tuple[str, Text]] = [
-        ("severity", Text(sev, style=f"bold {_SEV_COLOURS[event.severity_rank]}")),
+        ("severity", Text(sev, style=SEVERITY[event.severity_rank])),
         ("anomaly", safe_text(event.anomaly)),
         ("source ip", safe_text(event.source_ip)),
         ("count", safe_text(event.count if event.count is not None else "—")),
@@ -83,10 +84,6 @@ def _bookkeeping(stored: StoredEvent) -> list[tuple[str, Text]]:
     if stored.flags:
         rows.append(("flags", safe_text(stored.flags, style="bold")))
     return rows
-
-
-_SEV_COLOURS = ("grey62", "cyan", "yellow", "dark_orange", "red")
-"""Severity colours inside the detail pane (the table's come from CSS component classes)."""
 
 
 class EventDetail(VerticalScroll):

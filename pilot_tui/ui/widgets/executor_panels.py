@@ -10,9 +10,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..format import fmt_hms, fmt_iso, fmt_remaining, fmt_when, safe, safe_text, truncate
+from ..tones import ALARM, BAD, BAD_SOFT, GOOD, GOOD_SOFT, INFO, WARN, WARN_SOFT
 
-OUTCOME_STYLES = {"applied": "bold green", "already_applied": "green", "refused": "bold yellow",
-                  "failed": "bold red", "expired": "cyan", "duplicate": "dim"}
+OUTCOME_STYLES = {"applied": GOOD, "already_applied": GOOD_SOFT, "refused": WARN,
+                  "failed": BAD, "expired": INFO, "duplicate": "dim"}
 
 
 def banner_text(dry_run: bool) -> Text:
@@ -32,30 +33,30 @@ def executor_status_text(state: Any, now: float) -> Text:
     text.append(safe(state.hostname), style="bold")
     text.append(f" ({safe(state.address or 'address unknown')})", style="dim")
     text.append("  backend ", style="dim")
-    text.append(safe(state.backend), style="bold yellow" if state.backend == "dry-run" else "bold")
+    text.append(safe(state.backend), style=WARN if state.backend == "dry-run" else "bold")
     text.append("  obeys ", style="dim")
     pinned = {address: host for host, address in getattr(state, "obey_pins", ())}
     obey = [*(f"{pinned[a]}={a}" if a in pinned else a for a in state.obey_addresses),
             *(f"{h}?" for h in state.obey_unresolved)]
-    text.append(safe(", ".join(obey)) if obey else "nobody (start with --obey)", style="bold" if obey else "bold red")
+    text.append(safe(", ".join(obey)) if obey else "nobody (start with --obey)", style="bold" if obey else BAD)
     text.append("\n")
     inbox = state.inbox
     text.append("inbox ", style="dim")
-    text.append(safe(inbox.state), style="green" if inbox.state in ("watching", "polling") else "yellow")
+    text.append(safe(inbox.state), style=GOOD_SOFT if inbox.state in ("watching", "polling") else WARN_SOFT)
     if inbox.last_message_at:
         text.append(f" · last message {fmt_hms(inbox.last_message_at)}", style="dim")
     if inbox.last_error is not None:
         err = inbox.last_error
-        text.append(f"  {safe(err.code)}: {safe(err.message)}", style="red")
+        text.append(f"  {safe(err.code)}: {safe(err.message)}", style=BAD_SOFT)
         if err.hint:
             text.append(f" (hint: {safe(err.hint)})", style="italic")
     text.append(f" · {state.active_blocks} active block{'s' if state.active_blocks != 1 else ''}")
     text.append(f" · {state.pending_replies} repl{'ies' if state.pending_replies != 1 else 'y'} pending",
-                style="yellow" if state.pending_replies else "dim")
+                style=WARN_SOFT if state.pending_replies else "dim")
     for conflict in getattr(state, "obey_conflicts", ()):
         text.append("\n")
-        text.append("OBEY PIN CONFLICT ", style="bold reverse red")
-        text.append(" " + safe(conflict), style="bold red")
+        text.append("OBEY PIN CONFLICT ", style=ALARM)
+        text.append(" " + safe(conflict), style=BAD)
     return text
 
 
@@ -71,7 +72,7 @@ def block_row(block: Any, now: float, name: str | None = None) -> tuple[Text, Te
     left = block.expires_at - now
     return (
         Text(safe(block.ip), style="bold"),
-        Text(fmt_remaining(left), style="yellow" if left < 300 else ""),
+        Text(fmt_remaining(left), style=WARN_SOFT if left < 300 else ""),
         Text(truncate(peer_label(block.sender, name), 26)),
         Text(truncate(safe(block.reason or "—"), 24)),
     )
@@ -79,7 +80,7 @@ def block_row(block: Any, now: float, name: str | None = None) -> tuple[Text, Te
 
 BLOCK_COLUMNS = ("ADDRESS", "STATE", "EXPIRES IN", "ASKED BY", "BACKEND", "UNTIL", "SINCE", "REASON")
 
-STATE_STYLES = {"in force": "green", "not applied": "bold yellow", "removal failed": "bold red"}
+STATE_STYLES = {"in force": GOOD_SOFT, "not applied": WARN, "removal failed": BAD}
 
 
 def blocks_view_row(block: Any, state: str, name: str | None, now: float) -> tuple[Text, ...]:
@@ -88,7 +89,7 @@ def blocks_view_row(block: Any, state: str, name: str | None, now: float) -> tup
     return (
         Text(safe(block.ip), style="bold"),
         Text(state, style=STATE_STYLES.get(state, "")),
-        Text(fmt_remaining(left), style="yellow" if left < 300 else ""),
+        Text(fmt_remaining(left), style=WARN_SOFT if left < 300 else ""),
         Text(truncate(peer_label(block.sender, name), 26)),
         Text(safe(block.backend)),
         Text(fmt_when(block.expires_at, now)),
@@ -103,7 +104,7 @@ def blocks_summary(blocks: list[Any], backend: str, dry_run: bool) -> Text:
     text.append(f"{len(blocks)} active block{'s' if len(blocks) != 1 else ''}", style="bold")
     text.append(f" · backend {safe(backend)}")
     if dry_run:
-        text.append(" · DRY-RUN: nothing is in the kernel, \"in force\" means on record", style="bold yellow")
+        text.append(" · DRY-RUN: nothing is in the kernel, \"in force\" means on record", style=WARN)
     return text
 
 

@@ -14,9 +14,10 @@ from pilot_tui.engines.updates import SendResult
 from pilot_tui.model import ThreatEvent
 
 from ..format import fmt_age, fmt_bytes, fmt_hms, safe, truncate, ts_hms, ts_when
+from ..tones import BAD, BAD_SOFT, GOOD, GOOD_SOFT, PAUSED, SEVERITY, WARN, WARN_SOFT
 
-PEER_STYLES = {"reachable": "bold green", "unknown": "dim", "unreachable": "bold red", "no-trust": "bold yellow",
-               "daemon-down": "bold red", "stalled": "bold yellow"}
+PEER_STYLES = {"reachable": GOOD, "unknown": "dim", "unreachable": BAD, "no-trust": WARN,
+               "daemon-down": BAD, "stalled": WARN}
 
 
 def oracle_status_text(*, sensor: str, status: SendStatus, lines_read: int, detections: int,
@@ -28,7 +29,7 @@ def oracle_status_text(*, sensor: str, status: SendStatus, lines_read: int, dete
         status.in_flight, status.hedges
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     text.append("sending ", style="dim")
-    text.append(" PAUSED " if paused else "on", style="bold reverse yellow" if paused else "bold green")
+    text.append(" PAUSED " if paused else "on", style=PAUSED if paused else GOOD)
     text.append(" · pilot ", style="dim")
     text.append(peer_state, style=PEER_STYLES.get(peer_state, ""))
     text.append(" · ", style="dim")
@@ -39,9 +40,9 @@ def oracle_status_text(*, sensor: str, status: SendStatus, lines_read: int, dete
     text.append(transport, style="bold")
     text.append("\n")
     text.append("outbox ", style="dim")
-    text.append(f"{depth:,} pending", style="bold yellow" if depth else "bold")
+    text.append(f"{depth:,} pending", style=WARN if depth else "bold")
     text.append(" · oldest ")
-    text.append(fmt_age(oldest_age), style="bold red" if oldest_age and oldest_age > 60 else "bold")
+    text.append(fmt_age(oldest_age), style=BAD if oldest_age and oldest_age > 60 else "bold")
     if in_flight:
         text.append(f" · {in_flight} in flight")
     text.append(f" · delivered {counts.get('delivered', 0):,} · rejected {counts.get('rejected', 0):,}")
@@ -50,7 +51,7 @@ def oracle_status_text(*, sensor: str, status: SendStatus, lines_read: int, dete
     text.append(f" · lines {lines_read:,} · detections {detections:,}", style="dim")
     if last_error:
         text.append("  ")
-        text.append(safe(last_error), style="red")
+        text.append(safe(last_error), style=BAD_SOFT)
     return text
 
 
@@ -60,20 +61,20 @@ def send_result_text(result: SendResult) -> Text:
     text = Text(end="")
     text.append(fmt_hms(result.at), style="dim")
     if result.ok:
-        text.append(" ✓ ", style="bold green")
+        text.append(" ✓ ", style=GOOD)
     else:
-        text.append(" ✗ ", style="bold red")
+        text.append(" ✗ ", style=BAD)
     text.append(f"{result.events:>3} ev {fmt_bytes(result.bytes):>9} {result.latency_ms:6.0f} ms ")
     if result.ok:
-        text.append(result.ack, style="green" if result.ack == "stored" else "yellow")
+        text.append(result.ack, style=GOOD_SOFT if result.ack == "stored" else WARN_SOFT)
         if result.hedged:
             text.append(" (sent twice: first try slow)", style="dim")
         if result.duplicates:
             text.append(f" dup {result.duplicates}", style="dim")
         if result.rejected:
-            text.append(f" rejected {result.rejected}", style="bold red")
+            text.append(f" rejected {result.rejected}", style=BAD)
     else:
-        text.append(safe(result.error_code or "error"), style="bold red")
+        text.append(safe(result.error_code or "error"), style=BAD)
         if result.error:
             text.append(f" {safe(truncate(result.error, 60))}")
         if result.hint:
@@ -97,11 +98,10 @@ def file_row(stats: Any) -> tuple[Text, str, str, str, str, Text]:
         fmt_bytes(offset) if offset is not None else "—",
         f"{getattr(stats, 'lines_per_s', 0.0):.1f}",
         str(rotations),
-        Text(safe(state), style="red" if state.startswith("error") else "green" if state == "following" else "yellow"),
+        Text(safe(state), style=BAD_SOFT if state.startswith("error") else GOOD_SOFT if state == "following" else WARN_SOFT),
     )
 
 
-SEV_STYLES = ("dim", "cyan", "yellow", "bold dark_orange", "bold red")
 
 
 def detection_row(event: ThreatEvent, now: float | None = None) -> tuple[str, Text, Text, str, Text]:
@@ -109,7 +109,7 @@ def detection_row(event: ThreatEvent, now: float | None = None) -> tuple[str, Te
     the anomaly name (the one that may be cut) last. The date shows when the event is not from today."""
     return (
         ts_when(event.ts, now) if now is not None else ts_hms(event.ts),
-        Text(event.severity, style=SEV_STYLES[event.severity_rank]),
+        Text(event.severity, style=SEVERITY[event.severity_rank]),
         Text(safe(event.source_ip), style="bold"),
         str(event.count or ""),
         Text(safe(event.anomaly), no_wrap=True, overflow="ellipsis"),

@@ -15,11 +15,12 @@ from textual.widgets import Label
 
 from ..filters import ViewFilter
 from ..format import fmt_age, safe
+from ..tones import BAD, BAD_SOFT, GOOD_SOFT, INFO, WARN_SOFT
 from .spark import Bars
 from .status_line import StatusLine
 
-RECEIVER_STYLES = {"running": "green", "degraded": "yellow", "starting": "cyan", "restarting": "yellow",
-                   "error": "red"}
+RECEIVER_STYLES = {"running": GOOD_SOFT, "degraded": WARN_SOFT, "starting": INFO, "restarting": WARN_SOFT,
+                   "error": BAD_SOFT}
 
 
 def receivers_text(receivers: Mapping[str, Any], now: float) -> Text:
@@ -36,7 +37,7 @@ def receivers_text(receivers: Mapping[str, Any], now: float) -> Text:
             text.append(f" {state.kind}")
         text.append(f" {state.state}", style=RECEIVER_STYLES.get(state.state, ""))
         if state.restarts:
-            text.append(f" ↻{state.restarts}", style="yellow")
+            text.append(f" ↻{state.restarts}", style=WARN_SOFT)
         last = None if state.last_message_at is None else now - state.last_message_at
         text.append(f" last {fmt_age(last)}", style="dim")
     return text
@@ -57,7 +58,7 @@ def receiver_lines(receivers: Mapping[str, Any], now: float) -> Text:
         text.append(f"{name:<7}", style="bold")
         text.append(f"{RECEIVER_KINDS.get(state.kind, state.kind or '—')}  ")
         text.append(state.state, style=RECEIVER_STYLES.get(state.state, ""))
-        text.append(f"  restarts {state.restarts}", style="yellow" if state.restarts else "dim")
+        text.append(f"  restarts {state.restarts}", style=WARN_SOFT if state.restarts else "dim")
         last = None if state.last_message_at is None else now - state.last_message_at
         text.append(f"  last message {fmt_age(last)}{' ago' if last is not None else ''}", style="dim")
         if state.detail:
@@ -80,7 +81,7 @@ def status_text(*, receivers: Mapping[str, Any], total: int, shown: int, quarant
         text.append(" · filter ")
         text.append(safe(flt.describe()), style="italic")
     text.append(" · quarantine ")
-    text.append(f"{quarantined:,}", style="bold red" if quarantined else "dim")
+    text.append(f"{quarantined:,}", style=BAD if quarantined else "dim")
     return text
 
 

@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..format import safe
+from ..tones import ALARM, BAD, PAUSED, WARN
 
 FAILING = ("restarting", "error")
 
@@ -35,14 +36,14 @@ def receiver_banner_text(receivers: Mapping[str, Any]) -> Text | None:
     text = Text(end="")
     down = [(name, s) for name, s in failing if daemon_down(s)]
     if down:
-        text.append(" PILOT DAEMON DOWN ", style="bold reverse red")
+        text.append(" PILOT DAEMON DOWN ", style=ALARM)
         text.append(" nothing can arrive until this node's daemon runs — start it with: pilotctl daemon start",
-                    style="bold red")
+                    style=BAD)
         shown = down
     else:
-        text.append(" RECEIVER FAILING ", style="bold reverse yellow")
+        text.append(" RECEIVER FAILING ", style=PAUSED)
         text.append(" " + ", ".join(f"{name} {s.state}" for name, s in failing) + " — events sent now may not arrive",
-                    style="bold yellow")
+                    style=WARN)
         shown = failing
     for name, state in shown:
         text.append(f"\n{name}", style="bold")

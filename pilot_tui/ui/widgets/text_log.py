@@ -27,6 +27,12 @@ class TextLog(RichLog):
         width = event.size.width
         if width != self._width and width > 0:
             self._width = width
-            self.clear()
-            for text in self.entries:
-                self.write(text, width=width, scroll_end=True)
+            self.rewrite()
+
+    def rewrite(self) -> None:
+        """Render every kept entry again (after a resize, or a theme change: RichLog keeps rendered lines)."""
+        if not self._width:
+            return
+        self.clear()
+        for text in self.entries:
+            self.write(text, width=self._width, scroll_end=True)
