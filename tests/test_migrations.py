@@ -242,3 +242,35 @@ def test_a_newer_orchestrator_file_ends_the_command_in_one_line(tmp_path: Path,
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (4,)
     conn.close()
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_export_refuses_a_newer_file_instead_of_reading_it(tmp_path: Path, follow: bool,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``export`` falls back to a read-only open when it cannot write; that fallback must not skip the version."""
+    state = tmp_path / "state"
+    db = _restore(tmp_path, "events_45c0b6d", "orchestrator.db")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 9")
+    conn.close()
+    argv = ["export", "--format", "ndjson", "--state-dir", str(state)]
+    if follow:
+        argv += ["--follow", "--output", str(tmp_path / "out.ndjson")]
+    rc = main(argv)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert rc == 1 and captured.out == ""
+    assert len(lines) == 1 and "newer pilot-tui" in lines[0], lines
+
+
+def test_readonly_open_checks_the_version_too(tmp_path: Path) -> None:
+    from pilot_tui.store.db import open_readonly
+    from pilot_tui.store.events import SCHEMA
+
+    db = _restore(tmp_path, "events_45c0b6d", "orchestrator.db")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    with pytest.raises(StateError, match="newer pilot-tui"):
+        open_readonly(db, SCHEMA)
+    open_readonly(db).close()  # without a schema it only reads

@@ -19,6 +19,7 @@ import orjson
 
 from pilot_tui import paths
 from pilot_tui.store.db import open_readonly
+from pilot_tui.store.events import SCHEMA as EVENTS_SCHEMA
 from pilot_tui.store.events import EventStore, StoredEvent
 from pilot_tui.store.feed import iter_since
 
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         store: EventStore | sqlite3.Connection = EventStore(db)
     except paths.StateError as exc:
         try:  # exporting writes nothing: a read-only state dir (a read-only mount, a backup) is read as it is
-            store = open_readonly(db)
+            store = open_readonly(db, EVENTS_SCHEMA)
         except paths.StateError:
             return fail("export", str(exc))
     try:

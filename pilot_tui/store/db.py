@@ -379,13 +379,14 @@ class Tx:
                 self.conn.execute("ROLLBACK")
 
 
-def open_readonly(path: Path | str) -> sqlite3.Connection:
+def open_readonly(path: Path | str, schema: Schema | None = None) -> sqlite3.Connection:
     """Open a state file only to read it — for a command that writes nothing (``export``) when the file or its
     directory is read-only (a read-only mount, a backup), where :func:`open_db` cannot. Never through a symlink.
 
     ``mode=ro`` first; a WAL database with no ``-shm`` beside it cannot be opened that way in a read-only directory,
     so then, and only when no ``-wal`` holds commits the main file lacks, as ``immutable``. Raises
-    :class:`StateError`.
+    :class:`StateError`, also for a file a newer pilot-tui wrote when ``schema`` is given (its tables may no longer
+    mean what this code reads).
     """
     p = Path(path)
     _refuse_links(p)
@@ -396,6 +397,9 @@ def open_readonly(path: Path | str) -> sqlite3.Connection:
         conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, timeout=5.0)
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            if schema is not None and (found := _user_version(conn)) > schema.version:
+                conn.close()
+                raise _too_new(p, schema, found)
             return conn
         except sqlite3.DatabaseError as exc:
             conn.close()
