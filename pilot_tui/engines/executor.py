@@ -62,6 +62,7 @@ from . import executor_updates as xu
 from . import mitigation as mt
 from .executor_policy import Refusal, check_duration, check_target, own_addresses, parse_allowlist, split_obey
 from .executor_replies import ReplySender
+from .fault_episode import FaultEpisode
 from .firewall import Firewall, FirewallError
 from .mitigation import MitigationError, MitigationRequest, MitigationResult
 from .queries import ExecutorQuery
@@ -151,9 +152,9 @@ class ExecutorEngine:
         self._last_watch: tuple[Any, ...] = ()
         self._unsaved: list[Record] = []
         """Decisions carried out but not yet on record (the state file refused them): recorded before anything else."""
-        self.store_fault: str | None = None
-        """Why the state file is failing (one line), or ``None`` while it works."""
-        self._fault_since = 0.0
+        self.store_episode = FaultEpisode(
+            self._say, "state file failing: {fault}; requests wait unanswered until their decision is on record — "
+            "retrying", "state file writable again after {seconds:.0f} s; requests handled")
 
     # -- subscription ----------------------------------------------------------------------------------------
 
@@ -187,28 +188,21 @@ class ExecutorEngine:
 
     # -- a failing state file --------------------------------------------------------------------------------
 
+    @property
+    def store_fault(self) -> str | None:
+        """Why the state file is failing (one line), or ``None`` while it works."""
+        return self.store_episode.fault
+
+    def _say(self, level: str, message: str) -> None:
+        log.warning("executor: %s", message)
+        self.bus.emit(Notice(self._clock(), level, message))
+
     def _store_failed(self, fault: StoreFault) -> None:
         """Say once per episode that the state file fails (a log line and a notice), not once per retry."""
-        text = str(fault)
-        if self.store_fault == text:
-            return
-        first = self.store_fault is None
-        self.store_fault = text
-        if first:
-            self._fault_since = time.monotonic()
-            hint = f" ({fault.hint})" if fault.hint else ""
-            detail = (f"state file failing: {text}{hint}; requests wait unanswered until their decision is on record "
-                      "— retrying")
-            log.warning("executor: %s", detail)
-            self.bus.emit(Notice(self._clock(), "error", detail))
+        self.store_episode.failed(fault)
 
     def _store_ok(self) -> None:
-        if self.store_fault is None:
-            return
-        self.store_fault = None
-        detail = f"state file writable again after {time.monotonic() - self._fault_since:.0f} s; requests handled"
-        log.warning("executor: %s", detail)
-        self.bus.emit(Notice(self._clock(), "info", detail))
+        self.store_episode.ok()
 
     def _probe_store(self) -> None:
         self.store.check_writable()

@@ -28,6 +28,7 @@ from pilot_tui.store.db import StoreFault, rerun_on_fault, until_stored
 from pilot_tui.store.outbox import Outbox
 
 from . import updates as u
+from .fault_episode import FaultEpisode
 from .queries import OracleQuery
 from .sender import Sender
 
@@ -98,9 +99,9 @@ class OracleEngine:
         self.detections = 0
         self.recent: deque[ThreatEvent] = deque(maxlen=500)
         """The latest detections, newest last (bounded), for a UI that attaches late."""
-        self.outbox_fault: str | None = None
-        """Why the outbox cannot be written (one line), or ``None`` while it works."""
-        self._fault_since = 0.0
+        self.outbox_episode = FaultEpisode(
+            self._say, "outbox failing: {fault}; tailing waits at the last saved position, nothing is lost — retrying",
+            "outbox writable again after {seconds:.0f} s; tailing and sending resumed")
 
     def set_paused(self, paused: bool) -> None:
         """Hold (or resume) sending; detections keep going to the outbox meanwhile."""
@@ -157,27 +158,20 @@ class OracleEngine:
             # held until committed with its position: tailing waits here while the outbox cannot be written
             await until_stored(functools.partial(self.commit, batch.key, found, batch.position), self._outbox_failed)
 
+    @property
+    def outbox_fault(self) -> str | None:
+        """Why the outbox cannot be written (one line), or ``None`` while it works."""
+        return self.outbox_episode.fault
+
+    def _say(self, level: str, message: str) -> None:
+        self.bus.emit(u.Notice(at=time.time(), level=level, message=message))
+
     def _outbox_failed(self, fault: StoreFault) -> None:
         """Say once per episode that the outbox cannot be written (not once per batch or retry)."""
-        text = str(fault)
-        if self.outbox_fault == text:
-            return
-        first = self.outbox_fault is None
-        self.outbox_fault = text
-        if first:
-            self._fault_since = time.monotonic()
-            hint = f" ({fault.hint})" if fault.hint else ""
-            self.bus.emit(u.Notice(at=time.time(), level="error", message=(
-                f"outbox failing: {text}{hint}; tailing waits at the last saved position, nothing is lost — "
-                "retrying")))
+        self.outbox_episode.failed(fault)
 
     def _outbox_ok(self) -> None:
-        if self.outbox_fault is None:
-            return
-        self.outbox_fault = None
-        took = time.monotonic() - self._fault_since
-        self.bus.emit(u.Notice(at=time.time(), level="info",
-                               message=f"outbox writable again after {took:.0f} s; tailing and sending resumed"))
+        self.outbox_episode.ok()
 
     def process(self, key: str, log: str, lines: list[str], position: Any) -> list[ThreatEvent]:
         """Detect on ``lines`` and commit the detections together with ``position`` (one transaction)."""

@@ -42,6 +42,7 @@ from pilot_tui.store.events import EventStore, IngestResult
 
 from . import updates as u
 from .fanout import DEFAULT_TOPIC, KeyPin, OutcomeNote, Publisher, Unverified, follow, parse_shared
+from .fault_episode import FaultEpisode
 from .mitigation import MitigationResult, message_kind
 from .orchestrator_mitigation import Mitigator
 from .queries import OrchestratorQuery
@@ -118,9 +119,10 @@ class OrchestratorEngine:
         self._slots = asyncio.Semaphore(self.config.max_connections)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._gap_checks: set[asyncio.TimerHandle] = set()
-        self.store_fault: str | None = None
-        """Why the event store is failing (one line), or ``None`` while it works."""
-        self._fault_since = 0.0
+        self.store_episode = FaultEpisode(
+            self._say, "event store failing: {fault}; nothing is acknowledged as stored until it works again — "
+            "senders keep their events and resend", "event store writable again after {seconds:.0f} s; receivers "
+            "back to normal")
         self._own: dict[str, tuple[str, str]] = {}
         """Each receiver's own (state, detail), shown again once the store works after a fault."""
         self.publisher = (
@@ -202,32 +204,26 @@ class OrchestratorEngine:
                 self._set_receiver(name, state="restarting", detail=detail, restarts=restarts)
             await asyncio.sleep(delay)
 
+    @property
+    def store_fault(self) -> str | None:
+        """Why the event store is failing (one line), or ``None`` while it works."""
+        return self.store_episode.fault
+
+    def _say(self, level: str, message: str) -> None:
+        self.bus.emit(u.Notice(at=time.time(), level=level, message=message))
+
     def _store_failed(self, fault: StoreFault) -> None:
         """The event store refused a write (or a read): show every receiver that stores as ``degraded`` with the
         reason, and say so once per episode (not once per payload: a flood would print thousands of lines)."""
-        text = str(fault)
-        if self.store_fault == text:
-            return
-        first = self.store_fault is None
-        self.store_fault = text
-        if first:
-            self._fault_since = time.monotonic()
-            hint = f" ({fault.hint})" if fault.hint else ""
-            self.bus.emit(u.Notice(at=time.time(), level="error", message=(
-                f"event store failing: {text}{hint}; nothing is acknowledged as stored until it works again — "
-                "senders keep their events and resend")))
-        for name in STORE_FED:
-            if name in self.receivers:
-                self._set_receiver(name)
+        if self.store_episode.failed(fault):
+            self._refresh_store_fed()
 
     def _store_ok(self) -> None:
         """A write succeeded: when the store was failing, turn the receivers back and say so (once)."""
-        if self.store_fault is None:
-            return
-        self.store_fault = None
-        took = time.monotonic() - self._fault_since
-        self.bus.emit(u.Notice(at=time.time(), level="info",
-                               message=f"event store writable again after {took:.0f} s; receivers back to normal"))
+        if self.store_episode.ok():
+            self._refresh_store_fed()
+
+    def _refresh_store_fed(self) -> None:
         for name in STORE_FED:
             if name in self.receivers:
                 self._set_receiver(name)
