@@ -89,30 +89,28 @@ def fmt_when(epoch: float | None, now: float, *, narrow: bool = False) -> str:
     return time.strftime("%b %d" if narrow else "%m-%d %H:%M", when)
 
 
-def ts_hms(ts: str | None) -> str:
-    """``HH:MM:SS`` of an event's ISO ``ts`` (shown in UTC); empty when missing or unreadable."""
+def _ts_utc(ts: str | None) -> datetime | None:
+    """An event's ISO ``ts`` as an aware UTC time (a zone-less one is read as UTC); ``None`` when missing or
+    unreadable — the event's own text, so anything may be in it."""
     if not ts:
-        return ""
+        return None
     try:
         dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     except ValueError:
-        return ""
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc)
-    return dt.strftime("%H:%M:%S")
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def ts_hms(ts: str | None) -> str:
+    """``HH:MM:SS`` of an event's ISO ``ts`` (shown in UTC); empty when missing or unreadable."""
+    dt = _ts_utc(ts)
+    return dt.strftime("%H:%M:%S") if dt is not None else ""
 
 
 def ts_when(ts: str | None, now: float) -> str:
     """An event's ISO ``ts`` as :func:`fmt_when` shows it (the date too when not today); empty when unreadable."""
-    if not ts:
-        return ""
-    try:
-        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return ""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return fmt_when(dt.timestamp(), now)
+    dt = _ts_utc(ts)
+    return fmt_when(dt.timestamp(), now) if dt is not None else ""
 
 
 def truncate(text: str, width: int) -> str:
